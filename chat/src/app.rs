@@ -1,0 +1,121 @@
+//! Wiring: state from configuration, the router, and serving with a
+//! graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ChatConfig;
+use crate::history::{HistoryError, HistoryStore};
+use crate::llm::{self, LlmError};
+use crate::metrics::ChatMetrics;
+use crate::rate_limit::RateLimiter;
+use crate::state::AppState;
+use crate::{health, rest, ws};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] voicechat_common::config::ConfigError),
+    #[error("history store: {0}")]
+    History(#[from] HistoryError),
+    #[error("LLM client: {0}")]
+    Llm(#[from] LlmError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+impl AppState {
+    pub fn from_config(config: ChatConfig) -> Result<Self, StartError> {
+        let verifier = config.auth.verifier()?;
+        let history = HistoryStore::new(config.history.clone())?;
+        let llm = llm::from_settings(&config.llm)?;
+        Ok(Self {
+            limiter: Arc::new(RateLimiter::new(config.limits.messages_per_minute)),
+            config: Arc::new(config),
+            verifier: Arc::new(verifier),
+            history: Arc::new(history),
+            llm: Arc::from(llm),
+            metrics: ChatMetrics::new()?,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+}
+
+/// REST bodies are small JSON documents; the chat message limit applies on top.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/ws/chat", get(ws::upgrade))
+        .route("/api/v1/chat", post(rest::chat_sse))
+        .route("/api/v1/sessions", get(rest::list_sessions))
+        .route(
+            "/api/v1/sessions/{session_id}",
+            delete(rest::delete_session),
+        )
+        .route(
+            "/api/v1/sessions/{session_id}/messages",
+            get(rest::session_messages),
+        )
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            voicechat_common::http_metrics::track,
+        ));
+    let api = match &state.config.web_dir {
+        Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => api,
+    };
+    api.with_state(state)
+}
+
+/// Serves until `stop` resolves, then: readiness fails, new connections
+/// are refused, sockets finish their answers (up to the drain time) and
+/// close with 1001, and this returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let shutdown = state.shutdown.clone();
+    let tasks = state.tasks.clone();
+    let drain = state.config.limits.shutdown_drain;
+    let app = router(state);
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        stop.await;
+        trigger.cancel();
+    });
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    server.await.map_err(StartError::Serve)?;
+    tasks.close();
+    // Upgraded sockets are not tracked by the HTTP server: wait for them.
+    if tokio::time::timeout(drain + Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close within the drain time");
+    }
+    Ok(())
+}

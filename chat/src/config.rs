@@ -1,0 +1,145 @@
+//! The chat service's settings: one typed struct, read once at start-up.
+//! Every variable is listed with its default in the chat section of the README.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use voicechat_common::auth::AuthSettings;
+use voicechat_common::config::{self, ConfigError};
+
+/// Which LLM protocol `LLM_URL` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmBackend {
+    /// Ollama's `/api/chat`, streamed NDJSON.
+    Ollama,
+    /// `/v1/chat/completions`, streamed SSE (vLLM, llama.cpp server, OpenAI...).
+    OpenAi,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    pub backend: LlmBackend,
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub system_prompt: Option<String>,
+    /// How many past messages are sent with each request.
+    pub context_messages: usize,
+    pub connect_timeout: Duration,
+    /// Longest wait for the next chunk of a streamed answer.
+    pub idle_timeout: Duration,
+    /// Longest a whole answer may take.
+    pub total_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    pub redis_url: String,
+    pub max_messages: usize,
+    pub ttl: Duration,
+    /// Bound on each Redis call, so an unreachable Redis degrades quickly
+    /// instead of stalling a conversation.
+    pub op_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub max_message_chars: usize,
+    pub max_frame_bytes: usize,
+    pub messages_per_minute: u32,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long a running answer may still finish.
+    pub shutdown_drain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub listen: SocketAddr,
+    pub auth: AuthSettings,
+    pub llm: LlmSettings,
+    pub history: HistorySettings,
+    pub limits: LimitSettings,
+    /// Where the web client's static files are served from (`/`), if anywhere.
+    pub web_dir: Option<String>,
+}
+
+impl ChatConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let port: u16 = config::env_parse("CHAT_PORT", 8007)?;
+        let bind = config::env_string("CHAT_BIND").unwrap_or_else(|| "0.0.0.0".into());
+        let listen = format!("{bind}:{port}")
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                name: "CHAT_BIND".into(),
+                message: format!("{bind}:{port} is not a socket address: {e}"),
+            })?;
+        let backend = match config::env_string("LLM_BACKEND").as_deref() {
+            None | Some("ollama") => LlmBackend::Ollama,
+            Some("openai") => LlmBackend::OpenAi,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LLM_BACKEND".into(),
+                    message: format!("{other:?} is not ollama or openai"),
+                });
+            }
+        };
+        let default_url = match backend {
+            LlmBackend::Ollama => "http://127.0.0.1:11434",
+            LlmBackend::OpenAi => "http://127.0.0.1:8000",
+        };
+        let llm = LlmSettings {
+            backend,
+            base_url: config::env_string("LLM_URL")
+                .unwrap_or_else(|| default_url.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            model: config::env_string("LLM_MODEL").unwrap_or_else(|| "gemma3:270m".into()),
+            api_key: config::secret("LLM_API_KEY")?,
+            system_prompt: config::env_string("LLM_SYSTEM_PROMPT")
+                .or_else(|| Some("You are a helpful, concise voice assistant.".into())),
+            context_messages: config::env_parse("LLM_CONTEXT_MESSAGES", 20usize)?,
+            connect_timeout: secs("LLM_CONNECT_TIMEOUT_SECS", 5)?,
+            idle_timeout: secs("LLM_IDLE_TIMEOUT_SECS", 60)?,
+            total_timeout: secs("LLM_TIMEOUT_SECS", 300)?,
+        };
+        let history = HistorySettings {
+            redis_url: config::secret("REDIS_URL")?
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            max_messages: positive("HISTORY_MAX_MESSAGES", 200)?,
+            ttl: secs("HISTORY_TTL_SECS", 7 * 24 * 3600)?,
+            op_timeout: Duration::from_millis(config::env_parse("REDIS_TIMEOUT_MS", 1000u64)?),
+        };
+        let limits = LimitSettings {
+            max_message_chars: positive("CHAT_MAX_MESSAGE_CHARS", 4000)?,
+            max_frame_bytes: positive("CHAT_MAX_FRAME_BYTES", 64 * 1024)?,
+            messages_per_minute: config::env_parse("CHAT_RATE_LIMIT_PER_MINUTE", 30u32)?,
+            ping_interval: secs("WS_PING_INTERVAL_SECS", 20)?,
+            idle_timeout: secs("WS_IDLE_TIMEOUT_SECS", 60)?,
+            shutdown_drain: secs("SHUTDOWN_DRAIN_SECS", 10)?,
+        };
+        Ok(Self {
+            listen,
+            auth: AuthSettings::from_env()?,
+            llm,
+            history,
+            limits,
+            web_dir: config::env_string("CHAT_WEB_DIR"),
+        })
+    }
+}
+
+fn secs(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(config::env_parse(name, default)?))
+}
+
+fn positive(name: &str, default: usize) -> Result<usize, ConfigError> {
+    let v = config::env_parse(name, default)?;
+    if v == 0 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            message: "must be greater than 0".into(),
+        });
+    }
+    Ok(v)
+}

@@ -1,0 +1,353 @@
+//! Conversation history in Redis.
+//!
+//! Keys (the first is the original system's, kept for compatibility):
+//! - `chat_history:{session_id}` — list of JSON messages, oldest first,
+//!   trimmed to the configured length, with a TTL refreshed on every write;
+//! - `chat_session:{session_id}` — hash with the owner and creation time;
+//!   the owner is set once (`HSETNX`), which is how ownership is enforced;
+//! - `chat_user_sessions:{user_id}` — sorted set of the user's session ids
+//!   scored by last activity, for listing.
+
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::HistorySettings;
+use crate::llm::Role;
+
+/// A message as stored and as sent to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub role: Role,
+    pub content: String,
+    /// RFC 3339.
+    pub timestamp: String,
+    /// Set on an assistant answer cut short (LLM failure, client gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+}
+
+impl StoredMessage {
+    pub fn new(role: Role, content: String) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            role,
+            content,
+            timestamp: voicechat_common::health::now_rfc3339(),
+            interrupted: false,
+        }
+    }
+}
+
+/// A row of "my sessions".
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub session_id: String,
+    /// Unix seconds of the last message.
+    pub updated_at: i64,
+    pub message_count: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session belongs to another user")]
+    Forbidden,
+    #[error("session not found")]
+    NotFound,
+}
+
+impl HistoryError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "history_unavailable",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+        }
+    }
+}
+
+impl From<redis::RedisError> for HistoryError {
+    fn from(e: redis::RedisError) -> Self {
+        // Redis errors never include the URL's password, but may include
+        // the command; neither carries message content.
+        Self::Unavailable(e.to_string())
+    }
+}
+
+/// Who owns a session after a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The session did not exist and now belongs to the caller.
+    Created,
+    /// It already belonged to the caller.
+    Owned,
+}
+
+pub fn history_key(session_id: &str) -> String {
+    format!("chat_history:{session_id}")
+}
+
+fn session_key(session_id: &str) -> String {
+    format!("chat_session:{session_id}")
+}
+
+fn user_sessions_key(user_id: &str) -> String {
+    format!("chat_user_sessions:{user_id}")
+}
+
+/// The most sessions listed for one user.
+const MAX_LISTED_SESSIONS: isize = 100;
+
+pub struct HistoryStore {
+    conn: ConnectionManager,
+    settings: HistorySettings,
+}
+
+impl HistoryStore {
+    /// Connects lazily: a Redis that is down at start-up is not an error,
+    /// the service starts degraded and connects when Redis appears.
+    pub fn new(settings: HistorySettings) -> Result<Self, HistoryError> {
+        let client = redis::Client::open(settings.redis_url.as_str())
+            .map_err(|e| HistoryError::Unavailable(format!("bad REDIS_URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.op_timeout))
+            .set_response_timeout(Some(settings.op_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self { conn, settings })
+    }
+
+    /// Runs one Redis operation under the configured deadline.
+    async fn run<T, F>(&self, op: impl FnOnce(ConnectionManager) -> F) -> Result<T, HistoryError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        // Twice the per-call timeout: a reconnect plus one attempt.
+        let deadline = self.settings.op_timeout * 2;
+        match tokio::time::timeout(deadline, op(self.conn.clone())).await {
+            Ok(result) => result.map_err(HistoryError::from),
+            Err(_) => Err(HistoryError::Unavailable(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            ))),
+        }
+    }
+
+    /// Round-trip time of a PING.
+    pub async fn ping(&self) -> Result<Duration, HistoryError> {
+        let started = Instant::now();
+        let pong: String = self
+            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        if pong != "PONG" {
+            return Err(HistoryError::Unavailable(format!("PING answered {pong:?}")));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// The owner of a session, if it exists.
+    pub async fn owner(&self, session_id: &str) -> Result<Option<String>, HistoryError> {
+        let key = session_key(session_id);
+        self.run(|mut c| async move { c.hget(key, "owner").await })
+            .await
+    }
+
+    /// Makes the session the user's if it has no owner yet; refuses if it is
+    /// someone else's.
+    pub async fn claim(&self, session_id: &str, user_id: &str) -> Result<Claim, HistoryError> {
+        let key = session_key(session_id);
+        let ttl = self.ttl_secs();
+        let (created, owner): (bool, String) = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .hset_nx(&key, "owner", user_id)
+                    .hget(&key, "owner")
+                    .expire(&key, ttl)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if owner != user_id {
+            return Err(HistoryError::Forbidden);
+        }
+        Ok(if created {
+            Claim::Created
+        } else {
+            Claim::Owned
+        })
+    }
+
+    /// Appends a message; returns once Redis has it (the acknowledgement
+    /// the client gets is sent only after this).
+    pub async fn append(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        message: &StoredMessage,
+    ) -> Result<(), HistoryError> {
+        let json = serde_json::to_string(message)
+            .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
+        let list = history_key(session_id);
+        let session = session_key(session_id);
+        let sessions = user_sessions_key(user_id);
+        let ttl = self.ttl_secs();
+        let keep = isize::try_from(self.settings.max_messages).unwrap_or(isize::MAX);
+        let now = unix_now();
+        self.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .rpush(&list, json)
+                .ignore()
+                .ltrim(&list, -keep, -1)
+                .ignore()
+                .expire(&list, ttl)
+                .ignore()
+                .expire(&session, ttl)
+                .ignore()
+                .zadd(&sessions, session_id, now)
+                .ignore()
+                // Sessions whose history has expired drop out of the listing.
+                .zrembyscore(&sessions, "-inf", now - ttl)
+                .ignore()
+                .expire(&sessions, ttl)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The last `limit` messages, oldest first. Entries that fail to decode
+    /// (written by another version) are skipped, not fatal.
+    pub async fn messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, HistoryError> {
+        let key = history_key(session_id);
+        let start = -isize::try_from(limit.max(1)).unwrap_or(isize::MAX);
+        let raw: Vec<String> = self
+            .run(|mut c| async move { c.lrange(key, start, -1).await })
+            .await?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| match serde_json::from_str(r) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(session_id, error = %e, "skipping undecodable history entry");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// The user's sessions, most recent first.
+    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionSummary>, HistoryError> {
+        let key = user_sessions_key(user_id);
+        let rows: Vec<(String, f64)> = self
+            .run(|mut c| async move {
+                c.zrevrange_withscores(key, 0, MAX_LISTED_SESSIONS - 1)
+                    .await
+            })
+            .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (sid, _) in &rows {
+            pipe.llen(history_key(sid));
+        }
+        let counts: Vec<usize> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, count)| *count > 0)
+            .map(|((session_id, score), message_count)| SessionSummary {
+                session_id,
+                // Scores are whole Unix seconds written by `append`.
+                #[allow(clippy::cast_possible_truncation)]
+                updated_at: score as i64,
+                message_count,
+            })
+            .collect())
+    }
+
+    /// Deletes a session of the user's.
+    pub async fn delete(&self, session_id: &str, user_id: &str) -> Result<(), HistoryError> {
+        match self.owner(session_id).await? {
+            None => return Err(HistoryError::NotFound),
+            Some(owner) if owner != user_id => return Err(HistoryError::Forbidden),
+            Some(_) => {}
+        }
+        let list = history_key(session_id);
+        let session = session_key(session_id);
+        let sessions = user_sessions_key(user_id);
+        self.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .del(&list)
+                .ignore()
+                .del(&session)
+                .ignore()
+                .zrem(&sessions, session_id)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.settings.ttl.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Session ids are client-chosen: keep them to a safe alphabet and length
+/// so they cannot smuggle key separators or grow keys without bound.
+pub fn valid_session_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_restricted() {
+        assert!(valid_session_id("2f1c-AB_9"));
+        assert!(!valid_session_id(""));
+        assert!(!valid_session_id("a:b"));
+        assert!(!valid_session_id("../x"));
+        assert!(!valid_session_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn stored_messages_round_trip_and_omit_false_flags() {
+        let m = StoredMessage::new(Role::User, "hi".into());
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("interrupted"));
+        assert_eq!(serde_json::from_str::<StoredMessage>(&json).unwrap(), m);
+    }
+}

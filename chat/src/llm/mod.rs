@@ -1,0 +1,117 @@
+//! Language-model backends behind one trait. A backend turns a list of
+//! messages into a stream of answer tokens; timeouts, cancellation and
+//! metrics live in the caller (`conversation`), the same for every backend.
+
+mod lines;
+pub mod ollama;
+pub mod openai;
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LlmBackend, LlmSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One message of the prompt sent to the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Answer tokens as they arrive.
+pub type TokenStream = Pin<Box<dyn Stream<Item = Result<String, LlmError>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("LLM server unreachable: {0}")]
+    Unreachable(String),
+    #[error("LLM server answered {status}: {message}")]
+    Status { status: u16, message: String },
+    /// An error reported inside a 200 stream (Ollama sends `{"error": ...}`
+    /// lines mid-answer, e.g. when the model runner crashes).
+    #[error("LLM stream error: {0}")]
+    Stream(String),
+    #[error("LLM stream broke off: {0}")]
+    Transport(String),
+    #[error("unexpected data from LLM server: {0}")]
+    Protocol(String),
+    #[error("LLM {0} timed out")]
+    Timeout(&'static str),
+}
+
+impl LlmError {
+    /// Stable category: metric label and the client-facing error code.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "llm_unavailable",
+            Self::Status { .. } => "llm_http_error",
+            Self::Stream(_) => "llm_stream_error",
+            Self::Transport(_) => "llm_transport_error",
+            Self::Protocol(_) => "llm_protocol_error",
+            Self::Timeout(_) => "llm_timeout",
+        }
+    }
+}
+
+/// A chat model server.
+pub trait ChatModel: Send + Sync {
+    /// Starts an answer; resolves once the server accepted the request.
+    fn stream_chat(
+        &self,
+        messages: Vec<PromptMessage>,
+    ) -> BoxFuture<'_, Result<TokenStream, LlmError>>;
+    /// A cheap request that tells whether the server answers (`/health`).
+    fn probe(&self) -> BoxFuture<'_, Result<(), LlmError>>;
+    /// The backend's name for logs and `/health`.
+    fn name(&self) -> &'static str;
+}
+
+/// The backend chosen by `LLM_BACKEND`.
+pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmError> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .read_timeout(settings.idle_timeout)
+        .build()
+        .map_err(|e| LlmError::Unreachable(e.to_string()))?;
+    Ok(match settings.backend {
+        LlmBackend::Ollama => Box::new(ollama::OllamaChat::new(http, settings)),
+        LlmBackend::OpenAi => Box::new(openai::OpenAiChat::new(http, settings)),
+    })
+}
+
+/// Maps a reqwest failure without its URL (it may carry credentials).
+fn request_error(e: reqwest::Error) -> LlmError {
+    if e.is_timeout() {
+        LlmError::Timeout("request")
+    } else {
+        LlmError::Unreachable(e.without_url().to_string())
+    }
+}
+
+/// A non-2xx answer, with the server's message when it sent one.
+async fn status_error(response: reqwest::Response) -> LlmError {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("error").and_then(|e| {
+                e.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| e.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            })
+        })
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    LlmError::Status { status, message }
+}

@@ -1,0 +1,123 @@
+//! Ollama's `POST /api/chat` with `stream: true`: one JSON object per line,
+//! `{"message":{"content":"..."},"done":false}`, then `{"done":true,...}`.
+//! An `{"error":"..."}` line can arrive mid-stream after a 200 status.
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, lines, request_error, status_error};
+use crate::config::LlmSettings;
+
+pub struct OllamaChat {
+    http: reqwest::Client,
+    base_url: String,
+    model: String,
+}
+
+impl OllamaChat {
+    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Self {
+        Self {
+            http,
+            base_url: settings.base_url.clone(),
+            model: settings.model.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    message: Option<ChunkMessage>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChunkMessage {
+    #[serde(default)]
+    content: String,
+}
+
+/// One NDJSON line → a token, nothing (blank line, empty or final chunk), or an error.
+pub(crate) fn parse_line(line: &str) -> Result<Option<String>, LlmError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let chunk: Chunk = serde_json::from_str(line)
+        .map_err(|e| LlmError::Protocol(format!("bad NDJSON line: {e}")))?;
+    if let Some(error) = chunk.error {
+        return Err(LlmError::Stream(error));
+    }
+    Ok(chunk.message.map(|m| m.content).filter(|c| !c.is_empty()))
+}
+
+impl ChatModel for OllamaChat {
+    fn stream_chat(
+        &self,
+        messages: Vec<PromptMessage>,
+    ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
+        async move {
+            let response = self
+                .http
+                .post(format!("{}/api/chat", self.base_url))
+                .json(&json!({ "model": self.model, "messages": messages, "stream": true }))
+                .send()
+                .await
+                .map_err(request_error)?;
+            if !response.status().is_success() {
+                return Err(status_error(response).await);
+            }
+            let tokens = lines::lines(response.bytes_stream())
+                .filter_map(|line| async move { line.and_then(|l| parse_line(&l)).transpose() });
+            Ok(Box::pin(tokens) as TokenStream)
+        }
+        .boxed()
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), LlmError>> {
+        async move {
+            let response = self
+                .http
+                .get(format!("{}/api/version", self.base_url))
+                .send()
+                .await
+                .map_err(request_error)?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(status_error(response).await)
+            }
+        }
+        .boxed()
+    }
+
+    fn name(&self) -> &'static str {
+        "ollama"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tokens_final_chunks_and_errors() {
+        let t = parse_line(
+            r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#,
+        );
+        assert_eq!(t.unwrap().as_deref(), Some("Hi"));
+        let done = parse_line(
+            r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"eval_count":3}"#,
+        );
+        assert_eq!(done.unwrap(), None);
+        assert!(
+            matches!(parse_line(r#"{"error":"model runner crashed"}"#), Err(LlmError::Stream(m)) if m == "model runner crashed")
+        );
+        assert!(matches!(
+            parse_line("{not json"),
+            Err(LlmError::Protocol(_))
+        ));
+    }
+}

@@ -1,0 +1,174 @@
+//! OpenAI-compatible `POST /v1/chat/completions` with `stream: true`:
+//! server-sent events `data: {"choices":[{"delta":{"content":"..."}}]}`,
+//! ended by `data: [DONE]`.
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, lines, request_error, status_error};
+use crate::config::LlmSettings;
+
+pub struct OpenAiChat {
+    http: reqwest::Client,
+    base_url: String,
+    model: String,
+    api_key: Option<String>,
+}
+
+impl OpenAiChat {
+    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Self {
+        // Accept both `http://host:8000` and `http://host:8000/v1`.
+        let base_url = settings.base_url.trim_end_matches("/v1").to_owned();
+        Self {
+            http,
+            base_url,
+            model: settings.model.clone(),
+            api_key: settings.api_key.clone(),
+        }
+    }
+
+    fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => builder.bearer_auth(key),
+            None => builder,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum SseItem {
+    Token(String),
+    Skip,
+    Done,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// One SSE line. OpenAI-style servers put each event in one `data:` line,
+/// so events need no multi-line reassembly; comments and other fields are skipped.
+pub(crate) fn parse_line(line: &str) -> Result<SseItem, LlmError> {
+    let Some(data) = line.strip_prefix("data:") else {
+        return Ok(SseItem::Skip);
+    };
+    let data = data.trim_start();
+    if data == "[DONE]" {
+        return Ok(SseItem::Done);
+    }
+    let chunk: Chunk =
+        serde_json::from_str(data).map_err(|e| LlmError::Protocol(format!("bad SSE data: {e}")))?;
+    if let Some(error) = chunk.error {
+        let message = error
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or_else(|| error.to_string(), str::to_owned);
+        return Err(LlmError::Stream(message));
+    }
+    let content = chunk
+        .choices
+        .into_iter()
+        .filter_map(|c| c.delta.and_then(|d| d.content))
+        .collect::<String>();
+    Ok(if content.is_empty() {
+        SseItem::Skip
+    } else {
+        SseItem::Token(content)
+    })
+}
+
+impl ChatModel for OpenAiChat {
+    fn stream_chat(
+        &self,
+        messages: Vec<PromptMessage>,
+    ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
+        async move {
+            let response = self
+                .request(
+                    self.http
+                        .post(format!("{}/v1/chat/completions", self.base_url)),
+                )
+                .json(&json!({ "model": self.model, "messages": messages, "stream": true }))
+                .send()
+                .await
+                .map_err(request_error)?;
+            if !response.status().is_success() {
+                return Err(status_error(response).await);
+            }
+            let tokens = lines::lines(response.bytes_stream())
+                .map(|line| line.and_then(|l| parse_line(&l)))
+                .take_while(|item| std::future::ready(!matches!(item, Ok(SseItem::Done))))
+                .filter_map(|item| async move {
+                    match item {
+                        Ok(SseItem::Token(t)) => Some(Ok(t)),
+                        Ok(SseItem::Skip | SseItem::Done) => None,
+                        Err(e) => Some(Err(e)),
+                    }
+                });
+            Ok(Box::pin(tokens) as TokenStream)
+        }
+        .boxed()
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), LlmError>> {
+        async move {
+            let response = self
+                .request(self.http.get(format!("{}/v1/models", self.base_url)))
+                .send()
+                .await
+                .map_err(request_error)?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(status_error(response).await)
+            }
+        }
+        .boxed()
+    }
+
+    fn name(&self) -> &'static str {
+        "openai"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_deltas_done_comments_and_errors() {
+        assert_eq!(
+            parse_line(r#"data: {"choices":[{"delta":{"content":"Hel"},"finish_reason":null}]}"#)
+                .unwrap(),
+            SseItem::Token("Hel".into())
+        );
+        assert_eq!(
+            parse_line(r#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap(),
+            SseItem::Skip
+        );
+        assert_eq!(parse_line("data: [DONE]").unwrap(), SseItem::Done);
+        assert_eq!(parse_line(": keep-alive").unwrap(), SseItem::Skip);
+        assert_eq!(parse_line("").unwrap(), SseItem::Skip);
+        assert!(
+            matches!(parse_line(r#"data: {"error":{"message":"overloaded"}}"#), Err(LlmError::Stream(m)) if m == "overloaded")
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The chat service's Prometheus metrics (`GET /metrics`).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use voicechat_common::http_metrics::HttpMetrics;
+
+#[derive(Clone)]
+pub struct ChatMetrics {
+    pub registry: Registry,
+    pub http: HttpMetrics,
+    pub ws_active: IntGauge,
+    pub ws_opened: IntCounter,
+    /// `direction`: `in` (user messages accepted) or `out` (answers completed).
+    pub messages: IntCounterVec,
+    pub llm_duration: Histogram,
+    pub llm_first_token: Histogram,
+    pub llm_tokens: IntCounter,
+    /// `kind`: the stable category of the failure.
+    pub errors: IntCounterVec,
+}
+
+impl ChatMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("chat".into()), None)?;
+        let http = HttpMetrics::register(&registry)?;
+        let ws_active = IntGauge::new("ws_connections_active", "Open WebSocket connections")?;
+        let ws_opened = IntCounter::new("ws_connections_total", "WebSocket connections accepted")?;
+        let messages = IntCounterVec::new(
+            Opts::new("messages_total", "Chat messages by direction"),
+            &["direction"],
+        )?;
+        let seconds = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+        let llm_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "llm_answer_seconds",
+                "Time from request to the last answer token",
+            )
+            .buckets(seconds.clone()),
+        )?;
+        let llm_first_token = Histogram::with_opts(
+            HistogramOpts::new(
+                "llm_first_token_seconds",
+                "Time from request to the first answer token",
+            )
+            .buckets(seconds),
+        )?;
+        let llm_tokens = IntCounter::new("llm_tokens_total", "Answer tokens streamed")?;
+        let errors = IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"])?;
+        registry.register(Box::new(ws_active.clone()))?;
+        registry.register(Box::new(ws_opened.clone()))?;
+        registry.register(Box::new(messages.clone()))?;
+        registry.register(Box::new(llm_duration.clone()))?;
+        registry.register(Box::new(llm_first_token.clone()))?;
+        registry.register(Box::new(llm_tokens.clone()))?;
+        registry.register(Box::new(errors.clone()))?;
+        Ok(Self {
+            registry,
+            http,
+            ws_active,
+            ws_opened,
+            messages,
+            llm_duration,
+            llm_first_token,
+            llm_tokens,
+            errors,
+        })
+    }
+
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+}

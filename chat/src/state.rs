@@ -1,0 +1,27 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use voicechat_common::auth::TokenVerifier;
+
+use crate::config::ChatConfig;
+use crate::history::HistoryStore;
+use crate::llm::ChatModel;
+use crate::metrics::ChatMetrics;
+use crate::rate_limit::RateLimiter;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ChatConfig>,
+    pub verifier: Arc<TokenVerifier>,
+    pub history: Arc<HistoryStore>,
+    pub llm: Arc<dyn ChatModel>,
+    pub metrics: ChatMetrics,
+    pub limiter: Arc<RateLimiter>,
+    /// Cancelled on SIGTERM: sockets finish their answer, then close with 1001.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket and streamed answer, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}

@@ -1,0 +1,292 @@
+//! `GET /ws/chat`: authentication at upgrade, then one task per socket that
+//! reads client frames, runs one answer at a time, keeps the connection
+//! alive with pings and closes it cleanly (idle, shutdown, errors).
+//!
+//! Close codes: 4001 unauthorized, 4003 another user's session,
+//! 4400 bad request (session id), 4408 idle timeout, 1001 server shutdown,
+//! 1011 internal error.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use voicechat_common::auth::{AuthError, Principal, bearer_from_headers, bearer_from_ws_protocols};
+
+use crate::conversation::{Conversation, OpenError, admit};
+use crate::protocol::{ClientMessage, ServerEvent};
+use crate::state::AppState;
+
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+pub const CLOSE_FORBIDDEN: u16 = 4003;
+pub const CLOSE_BAD_REQUEST: u16 = 4400;
+pub const CLOSE_IDLE: u16 = 4408;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_INTERNAL: u16 = 1011;
+
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+    session_id: Option<String>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let from_protocol = bearer_from_ws_protocols(&headers);
+    let token = query
+        .token
+        .as_deref()
+        .or_else(|| bearer_from_headers(&headers))
+        .or(from_protocol);
+    let limits = &state.config.limits;
+    let mut ws = ws
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes);
+    if from_protocol.is_some() {
+        // The client offered `bearer, <token>`; it must get one of its
+        // offers back or browsers fail the handshake.
+        ws = ws.protocols(["bearer"]);
+    }
+    let auth = match token {
+        Some(t) => state.verifier.verify(t).await,
+        None => Err(AuthError::Missing),
+    };
+    let tracker = state.tasks.clone();
+    // Browsers cannot read an HTTP 401 on a WebSocket handshake, so a
+    // refused token gets an upgraded socket closed with 4001 and a reason.
+    ws.on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            match auth {
+                Ok(principal) => run(socket, state, principal, query.session_id).await,
+                Err(e) => {
+                    state.metrics.error("unauthorized");
+                    close(socket, CLOSE_UNAUTHORIZED, &e.to_string()).await;
+                }
+            }
+        })
+    })
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+/// Decrements the open-connection gauge however the socket task ends.
+struct ConnectionGuard(prometheus::IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+enum Control {
+    Ping,
+    Close(u16, &'static str),
+}
+
+/// Sends events and control frames in order; returns when closed.
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut events: mpsc::Receiver<ServerEvent>,
+    mut control: mpsc::Receiver<Control>,
+) {
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(event) = events.recv() => match serde_json::to_string(&event) {
+                Ok(json) => Message::Text(json.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode event");
+                    continue;
+                }
+            },
+            Some(c) = control.recv() => match c {
+                Control::Ping => Message::Ping(bytes::Bytes::new()),
+                Control::Close(code, reason) => {
+                    // Events already queued go out before the close frame.
+                    while let Ok(event) = events.try_recv() {
+                        if let Ok(json) = serde_json::to_string(&event) {
+                            let _ = sink.send(Message::Text(json.into())).await;
+                        }
+                    }
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            },
+            else => return,
+        };
+        if sink.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn run(socket: WebSocket, state: AppState, principal: Principal, session_id: Option<String>) {
+    state.metrics.ws_opened.inc();
+    state.metrics.ws_active.inc();
+    let _guard = ConnectionGuard(state.metrics.ws_active.clone());
+
+    let opened = match Conversation::open(&state, &principal.user_id, session_id).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let code = match e {
+                OpenError::InvalidSessionId => CLOSE_BAD_REQUEST,
+                OpenError::Forbidden => CLOSE_FORBIDDEN,
+            };
+            state.metrics.error(match e {
+                OpenError::InvalidSessionId => "invalid_session_id",
+                OpenError::Forbidden => "forbidden",
+            });
+            close(socket, code, &e.to_string()).await;
+            return;
+        }
+    };
+
+    let (sink, mut stream) = socket.split();
+    let (events, events_rx) = mpsc::channel::<ServerEvent>(256);
+    let (control, control_rx) = mpsc::channel::<Control>(4);
+    let writer = tokio::spawn(write_loop(sink, events_rx, control_rx));
+
+    let conversation = opened.conversation;
+    let _ = events
+        .send(ServerEvent::Session {
+            session_id: conversation.session_id.clone(),
+            created: !conversation.existed,
+        })
+        .await;
+    let _ = events
+        .send(ServerEvent::History {
+            session_id: conversation.session_id.clone(),
+            messages: opened.history,
+            persisted: opened.history_available,
+        })
+        .await;
+    if !opened.history_available {
+        let _ = events.send(Conversation::unsaved_warning()).await;
+    }
+
+    let limits = state.config.limits.clone();
+    let mut idle_conversation = Some(conversation);
+    let mut turn: Option<(JoinHandle<Conversation>, CancellationToken)> = None;
+    let mut last_heard = Instant::now();
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut drain_deadline: Option<Instant> = None;
+
+    let close_with = loop {
+        if drain_deadline.is_some() && turn.is_none() {
+            break Some((CLOSE_GOING_AWAY, "server shutting down"));
+        }
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break None };
+                last_heard = Instant::now();
+                match frame {
+                    Message::Text(text) => {
+                        match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                            Ok(ClientMessage::Message { content }) => {
+                                if drain_deadline.is_some() {
+                                    let _ = events.send(ServerEvent::error("shutting_down", "the server is shutting down; reconnect")).await;
+                                } else if turn.is_some() {
+                                    let _ = events.send(ServerEvent::error("turn_in_progress", "wait for the current answer to finish, or cancel it")).await;
+                                } else if let Err(e) = admit(&state, &principal.user_id, &content) {
+                                    state.metrics.error(e.code());
+                                    let _ = events.send(ServerEvent::error(e.code(), e.to_string())).await;
+                                } else if let Some(mut conversation) = idle_conversation.take() {
+                                    let cancel = CancellationToken::new();
+                                    let (st, tx, c) = (state.clone(), events.clone(), cancel.clone());
+                                    let handle = tokio::spawn(async move {
+                                        conversation.turn(&st, content, &tx, &c).await;
+                                        conversation
+                                    });
+                                    turn = Some((handle, cancel));
+                                }
+                            }
+                            Ok(ClientMessage::Cancel) => {
+                                if let Some((_, cancel)) = &turn {
+                                    cancel.cancel();
+                                }
+                            }
+                            Ok(ClientMessage::Ping) => {
+                                let _ = events.send(ServerEvent::Pong).await;
+                            }
+                            Err(e) => {
+                                state.metrics.error("invalid_message");
+                                let _ = events.send(ServerEvent::error(
+                                    "invalid_message",
+                                    format!("expected {{\"type\":\"message\",\"content\":\"...\"}}, \"cancel\" or \"ping\": {e}"),
+                                )).await;
+                            }
+                        }
+                    }
+                    Message::Binary(_) => {
+                        let _ = events.send(ServerEvent::error("unsupported_frame", "binary frames are not accepted; send JSON text")).await;
+                    }
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            joined = async { match &mut turn { Some((h, _)) => h.await, None => std::future::pending().await } } => {
+                turn = None;
+                match joined {
+                    Ok(conversation) => idle_conversation = Some(conversation),
+                    Err(e) => {
+                        tracing::error!(error = %e, "answer task failed");
+                        break Some((CLOSE_INTERNAL, "internal error"));
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if turn.is_none() && last_heard.elapsed() > limits.idle_timeout {
+                    break Some((CLOSE_IDLE, "idle timeout"));
+                }
+                let _ = control.send(Control::Ping).await;
+            }
+            () = state.shutdown.cancelled(), if drain_deadline.is_none() => {
+                drain_deadline = Some(Instant::now() + limits.shutdown_drain);
+            }
+            () = sleep_until(drain_deadline), if turn.is_some() => {
+                if let Some((_, cancel)) = &turn {
+                    cancel.cancel();
+                }
+            }
+        }
+    };
+
+    // Client gone (or closing): stop the answer; its partial text is
+    // stored by the turn itself, so wait for it briefly.
+    if let Some((handle, cancel)) = turn.take() {
+        cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+    }
+    if let Some((code, reason)) = close_with {
+        let _ = control.send(Control::Close(code, reason)).await;
+    }
+    drop(events);
+    drop(control);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

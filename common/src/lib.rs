@@ -1,0 +1,11 @@
+//! Pieces both services need and must behave identically in: token checks,
+//! configuration from the environment, the `/health` shape, HTTP metrics,
+//! the JSON error shape, shutdown signals and log setup.
+
+pub mod api_error;
+pub mod auth;
+pub mod config;
+pub mod health;
+pub mod http_metrics;
+pub mod shutdown;
+pub mod telemetry;
