@@ -84,7 +84,28 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
         reason: reason.into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
+    await_close_reply(&mut socket).await;
 }
+
+/// RFC 6455 closing handshake: after our Close, read until the client's
+/// Close (briefly). Dropping the TCP connection at once would make clients
+/// that are still writing (pongs, messages) see a broken pipe instead of
+/// our close code.
+async fn await_close_reply<S>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Decrements the open-connection gauge however the socket task ends.
 struct ConnectionGuard(prometheus::IntGauge);
@@ -276,12 +297,16 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
         cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
     }
+    let we_close = close_with.is_some();
     if let Some((code, reason)) = close_with {
         let _ = control.send(Control::Close(code, reason)).await;
     }
     drop(events);
     drop(control);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    if we_close {
+        await_close_reply(&mut stream).await;
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

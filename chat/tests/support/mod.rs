@@ -1,0 +1,143 @@
+//! Shared harness for the chat integration tests: a real `redis-server`,
+//! a scripted LLM server speaking Ollama's and OpenAI's streaming
+//! protocols, the chat service in-process, and a WebSocket client.
+#![allow(dead_code)]
+
+pub mod llm_double;
+pub mod redis_server;
+pub mod ws_client;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use voicechat_chat::config::{ChatConfig, HistorySettings, LimitSettings, LlmBackend, LlmSettings};
+use voicechat_chat::state::AppState;
+use voicechat_common::auth::{AuthSettings, JwtSettings};
+
+pub use llm_double::{LlmDouble, Script};
+pub use redis_server::RedisServer;
+pub use ws_client::WsClient;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// Whether a test needing `what` can run. With `REQUIRE_REAL_DEPS=1` (CI)
+/// a missing part fails the test instead of skipping it.
+pub fn have_or_skip(available: bool, test: &str, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("REQUIRE_REAL_DEPS").is_ok_and(|v| v == "1") {
+        panic!("{test}: {what} is required (REQUIRE_REAL_DEPS=1) but not available");
+    }
+    eprintln!("SKIPPED {test}: {what} not available (run ./scripts/test.sh to install it)");
+    false
+}
+
+pub fn jwt_settings() -> JwtSettings {
+    JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("test secret is long enough")
+}
+
+pub fn token(user: &str) -> String {
+    jwt_settings()
+        .mint(user, Duration::from_secs(600))
+        .expect("mint")
+}
+
+pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
+    ChatConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthSettings::Local(jwt_settings()),
+        llm: LlmSettings {
+            backend: LlmBackend::Ollama,
+            base_url: llm_url.to_owned(),
+            model: "test-model".into(),
+            api_key: None,
+            system_prompt: Some("be brief".into()),
+            context_messages: 20,
+            connect_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+        },
+        history: HistorySettings {
+            redis_url: redis_url.to_owned(),
+            max_messages: 50,
+            ttl: Duration::from_secs(3600),
+            op_timeout: Duration::from_millis(500),
+        },
+        limits: LimitSettings {
+            max_message_chars: 1000,
+            max_frame_bytes: 16 * 1024,
+            messages_per_minute: 1000,
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_drain: Duration::from_secs(2),
+        },
+        web_dir: None,
+    }
+}
+
+/// The chat service running in this process.
+pub struct ChatServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl ChatServer {
+    pub async fn start(config: ChatConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = AppState::from_config(config).expect("state");
+        let (tx, rx) = oneshot::channel();
+        let s = state.clone();
+        let handle = tokio::spawn(async move {
+            voicechat_chat::app::serve(listener, s, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Self {
+            addr,
+            state,
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws(&self, query: &str) -> String {
+        format!("ws://{}/ws/chat?{query}", self.addr)
+    }
+
+    /// Triggers a graceful shutdown and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.handle).await;
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// `/health` as JSON.
+pub async fn health(server: &ChatServer) -> serde_json::Value {
+    reqwest::get(server.http("/health"))
+        .await
+        .expect("health request")
+        .json()
+        .await
+        .expect("health json")
+}
