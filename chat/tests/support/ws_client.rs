@@ -23,7 +23,7 @@ pub struct Closed {
     pub reason: String,
 }
 
-const WAIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(120);
 
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
@@ -113,6 +113,19 @@ impl WsClient {
         loop {
             let e = self.event().await;
             let done = e["type"] == kind;
+            seen.push(e);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Events up to and including the first whose type is one of `kinds`.
+    pub async fn until_any(&mut self, kinds: &[&str]) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let e = self.event().await;
+            let done = kinds.iter().any(|k| e["type"] == *k);
             seen.push(e);
             if done {
                 return seen;
