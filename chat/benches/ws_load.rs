@@ -1,1 +1,200 @@
-fn main() {}
+//! WebSocket load benchmark: N concurrent clients each send M messages to
+//! the real `voicechat-chat` binary (its own process, so its memory can be
+//! read), backed by a real redis-server and a fast scripted LLM.
+//!
+//! cargo bench -p voicechat-chat --bench ws_load
+//! BENCH_CLIENTS=1000 BENCH_MESSAGES=5 cargo bench -p voicechat-chat --bench ws_load
+//!
+//! Prints messages/s, answer latency p50/p99 (send → `done`), the service's
+//! RSS idle, with all clients connected, and at peak, and RSS per idle connection.
+
+#[path = "../tests/support/llm_double.rs"]
+#[allow(dead_code)]
+mod llm_double;
+#[path = "../tests/support/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use llm_double::{LlmDouble, Script};
+use redis_server::{RedisServer, free_port};
+use tokio_tungstenite::tungstenite::Message;
+use voicechat_common::auth::JwtSettings;
+
+const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Kills the service however the benchmark ends (a panic included).
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+#[tokio::main]
+async fn main() {
+    if !RedisServer::available() {
+        eprintln!("SKIPPED ws_load: redis-server not installed (./scripts/test.sh installs it)");
+        return;
+    }
+    let clients = env_usize("BENCH_CLIENTS", 200);
+    let messages = env_usize("BENCH_MESSAGES", 10);
+    let tokens = env_usize("BENCH_TOKENS", 20);
+
+    let redis = RedisServer::start();
+    let words: Vec<String> = (0..tokens).map(|i| format!("w{i} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let llm = LlmDouble::start(Script::tokens(&words)).await;
+    let port = free_port();
+    let service = Command::new(env!("CARGO_BIN_EXE_voicechat-chat"))
+        .env("CHAT_BIND", "127.0.0.1")
+        .env("CHAT_PORT", port.to_string())
+        .env("REDIS_URL", redis.url())
+        .env("LLM_URL", llm.url())
+        .env("JWT_SECRET", SECRET)
+        .env("CHAT_RATE_LIMIT_PER_MINUTE", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start voicechat-chat");
+    let service = Service(service);
+    let pid = service.0.id();
+    let base = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("http://{base}/livez")).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (idle_rss, _) = rss_kib(pid);
+    let settings = JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("secret");
+
+    // Connect everyone first, so connection memory can be read at rest.
+    let mut sockets = Vec::with_capacity(clients);
+    let connect_started = Instant::now();
+    for i in 0..clients {
+        let token = settings
+            .mint(&format!("user{i}"), Duration::from_secs(3600))
+            .expect("token");
+        let url = format!("ws://{base}/ws/chat?token={token}");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        // session + history
+        for _ in 0..2 {
+            ws.next().await.expect("opening event").expect("frame");
+        }
+        sockets.push(ws);
+    }
+    let connect_time = connect_started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (connected_rss, _) = rss_kib(pid);
+
+    let run_started = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(messages);
+                for m in 0..messages {
+                    let body =
+                        serde_json::json!({"type": "message", "content": format!("message {m}")});
+                    let sent = Instant::now();
+                    ws.send(Message::Text(body.to_string().into()))
+                        .await
+                        .expect("send");
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) => {
+                                if t.as_str().contains("\"type\":\"done\"") {
+                                    latencies.push(sent.elapsed());
+                                    break;
+                                }
+                                assert!(!t.as_str().contains("\"type\":\"error\""), "error: {t}");
+                            }
+                            Some(Ok(_)) => {}
+                            other => panic!("socket ended: {other:?}"),
+                        }
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(clients * messages);
+    for t in tasks {
+        latencies.extend(t.await.expect("client task"));
+    }
+    let elapsed = run_started.elapsed();
+    let (_, peak_rss) = rss_kib(pid);
+    latencies.sort();
+
+    let total = latencies.len();
+    println!(
+        "ws_load: {clients} clients x {messages} messages, {tokens} tokens per answer, redis-server + scripted LLM"
+    );
+    println!("  connect all:        {:.2} s", connect_time.as_secs_f64());
+    println!(
+        "  messages/s:         {:.0}",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  tokens/s streamed:  {:.0}",
+        (total * tokens) as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency p50:        {:.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+    );
+    println!(
+        "  latency p99:        {:.2} ms",
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!("  service RSS idle:   {:.1} MiB", idle_rss as f64 / 1024.0);
+    println!(
+        "  RSS all connected:  {:.1} MiB",
+        connected_rss as f64 / 1024.0
+    );
+    println!("  RSS peak:           {:.1} MiB", peak_rss as f64 / 1024.0);
+    println!(
+        "  RSS per idle conn:  {:.1} KiB",
+        connected_rss.saturating_sub(idle_rss) as f64 / clients.max(1) as f64
+    );
+    drop(service);
+}

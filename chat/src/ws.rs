@@ -6,6 +6,7 @@
 //! 4400 bad request (session id), 4408 idle timeout, 1001 server shutdown,
 //! 1011 internal error.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -31,6 +32,10 @@ pub const CLOSE_IDLE: u16 = 4408;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_INTERNAL: u16 = 1011;
 
+const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
+/// Messages a client may send ahead while an answer streams.
+const MAX_QUEUED_MESSAGES: usize = 8;
+
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
     token: Option<String>,
@@ -50,7 +55,11 @@ pub async fn upgrade(
         .or_else(|| bearer_from_headers(&headers))
         .or(from_protocol);
     let limits = &state.config.limits;
+    // Small per-socket buffers: the defaults (128 KiB each way) dominate
+    // the memory of an idle connection; chat frames are a few hundred bytes.
     let mut ws = ws
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes);
     if from_protocol.is_some() {
@@ -210,10 +219,25 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
     let mut ping =
         tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut drain_deadline: Option<Instant> = None;
+    let mut queued: VecDeque<String> = VecDeque::new();
 
     let close_with = loop {
         if drain_deadline.is_some() && turn.is_none() {
             break Some((CLOSE_GOING_AWAY, "server shutting down"));
+        }
+        // One answer at a time, in order; a message waits here (not yet
+        // acknowledged) while the previous answer streams.
+        if turn.is_none()
+            && let Some(content) = queued.pop_front()
+            && let Some(mut conversation) = idle_conversation.take()
+        {
+            let cancel = CancellationToken::new();
+            let (st, tx, c) = (state.clone(), events.clone(), cancel.clone());
+            let handle = tokio::spawn(async move {
+                conversation.turn(&st, content, &tx, &c).await;
+                conversation
+            });
+            turn = Some((handle, cancel));
         }
         tokio::select! {
             frame = stream.next() => {
@@ -225,19 +249,13 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
                             Ok(ClientMessage::Message { content }) => {
                                 if drain_deadline.is_some() {
                                     let _ = events.send(ServerEvent::error("shutting_down", "the server is shutting down; reconnect")).await;
-                                } else if turn.is_some() {
-                                    let _ = events.send(ServerEvent::error("turn_in_progress", "wait for the current answer to finish, or cancel it")).await;
+                                } else if queued.len() >= MAX_QUEUED_MESSAGES {
+                                    let _ = events.send(ServerEvent::error("queue_full", format!("{MAX_QUEUED_MESSAGES} messages are already waiting for an answer"))).await;
                                 } else if let Err(e) = admit(&state, &principal.user_id, &content) {
                                     state.metrics.error(e.code());
                                     let _ = events.send(ServerEvent::error(e.code(), e.to_string())).await;
-                                } else if let Some(mut conversation) = idle_conversation.take() {
-                                    let cancel = CancellationToken::new();
-                                    let (st, tx, c) = (state.clone(), events.clone(), cancel.clone());
-                                    let handle = tokio::spawn(async move {
-                                        conversation.turn(&st, content, &tx, &c).await;
-                                        conversation
-                                    });
-                                    turn = Some((handle, cancel));
+                                } else {
+                                    queued.push_back(content);
                                 }
                             }
                             Ok(ClientMessage::Cancel) => {
@@ -282,6 +300,9 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
             }
             () = state.shutdown.cancelled(), if drain_deadline.is_none() => {
                 drain_deadline = Some(Instant::now() + limits.shutdown_drain);
+                for _ in queued.drain(..) {
+                    let _ = events.send(ServerEvent::error("shutting_down", "the server is shutting down; this message was not processed")).await;
+                }
             }
             () = sleep_until(drain_deadline), if turn.is_some() => {
                 if let Some((_, cancel)) = &turn {

@@ -518,3 +518,35 @@ async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     }
     panic!("timed out waiting for {what}");
 }
+
+#[tokio::test]
+async fn messages_sent_ahead_are_answered_in_order() {
+    require_redis!("messages_sent_ahead_are_answered_in_order");
+    let redis = RedisServer::start();
+    let llm = LlmDouble::start(Script::slow(&["a", "b"], Duration::from_millis(30))).await;
+    let server = ChatServer::start(config(&redis.url(), &llm.url())).await;
+    let mut ws = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
+    ws.opening().await;
+    ws.say("first").await;
+    ws.say("second").await;
+    ws.say("third").await;
+    let mut done = 0;
+    while done < 3 {
+        let e = ws.event().await;
+        assert_ne!(e["type"], "error", "{e}");
+        if e["type"] == "done" {
+            done += 1;
+        }
+    }
+    let asked: Vec<String> = llm
+        .requests()
+        .iter()
+        .map(|r| {
+            r["messages"].as_array().unwrap().last().unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(asked, ["first", "second", "third"]);
+}
