@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what it needs
-# first (see scripts/install-deps.sh). Real parts are required here
-# (REQUIRE_REAL_DEPS=1): a missing redis-server fails the run instead of
-# skipping tests. Tests that need a part this script does not provide
+# first (see scripts/install-deps.sh). The parts it installs are required
+# (REQUIRE_REAL_DEPS lists them): a missing redis-server fails the run
+# instead of skipping tests. Tests that need a part this script does not provide
 # (a real LLM server, until the local stack lands) are skipped and listed
 # at the end with the reason.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-export REQUIRE_REAL_DEPS=1
+export REQUIRE_REAL_DEPS=redis
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 log="$(mktemp)"
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 skipped=0
 if [ -s "$VOICECHAT_SKIP_LOG" ]; then

@@ -13,7 +13,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_voicechat-chat");
 
 #[tokio::test]
 async fn sigterm_finishes_the_answer_closes_1001_and_exits_cleanly_without_logging_secrets() {
-    if !have_or_skip(RedisServer::available(), "sigterm test", "redis-server") {
+    if !have_or_skip(
+        RedisServer::available(),
+        "sigterm test",
+        "redis",
+        "redis-server",
+    ) {
         return;
     }
     let redis = RedisServer::start();

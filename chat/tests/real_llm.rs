@@ -13,6 +13,7 @@ async fn answers_with_a_real_llm() {
     if !have_or_skip(
         url.is_some(),
         "answers_with_a_real_llm",
+        "llm",
         "a real LLM server (VOICECHAT_TEST_LLM_URL)",
     ) {
         return;
@@ -20,6 +21,7 @@ async fn answers_with_a_real_llm() {
     if !have_or_skip(
         RedisServer::available(),
         "answers_with_a_real_llm",
+        "redis",
         "redis-server",
     ) {
         return;

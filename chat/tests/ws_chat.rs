@@ -12,7 +12,7 @@ use support::*;
 
 macro_rules! require_redis {
     ($name:expr) => {
-        if !have_or_skip(RedisServer::available(), $name, "redis-server") {
+        if !have_or_skip(RedisServer::available(), $name, "redis", "redis-server") {
             return;
         }
     };

@@ -22,14 +22,20 @@ pub use ws_client::WsClient;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
-/// Whether a test needing `what` can run. With `REQUIRE_REAL_DEPS=1` (CI)
-/// a missing part fails the test instead of skipping it.
-pub fn have_or_skip(available: bool, test: &str, what: &str) -> bool {
+/// Whether a test needing the part `dep` (described by `what`) can run.
+/// When `REQUIRE_REAL_DEPS` (a comma-separated list, or `all`) names `dep`,
+/// as the test script does for what it installs, a missing part fails the
+/// test instead of skipping it.
+pub fn have_or_skip(available: bool, test: &str, dep: &str, what: &str) -> bool {
     if available {
         return true;
     }
-    if std::env::var("REQUIRE_REAL_DEPS").is_ok_and(|v| v == "1") {
-        panic!("{test}: {what} is required (REQUIRE_REAL_DEPS=1) but not available");
+    let required = std::env::var("REQUIRE_REAL_DEPS").unwrap_or_default();
+    if required
+        .split(',')
+        .any(|d| d.trim() == dep || d.trim() == "all")
+    {
+        panic!("{test}: {what} is required (REQUIRE_REAL_DEPS={required}) but not available");
     }
     let line = format!("SKIPPED {test}: {what} not available");
     eprintln!("{line}");
