@@ -11,16 +11,13 @@
 #[path = "../tests/support/llm_double.rs"]
 #[allow(dead_code)]
 mod llm_double;
-#[path = "../tests/support/redis_server.rs"]
-#[allow(dead_code)]
-mod redis_server;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use llm_double::{LlmDouble, Script};
-use redis_server::{RedisServer, free_port};
+use voicechat_testkit::{RedisServer, free_port};
 use tokio_tungstenite::tungstenite::Message;
 use voicechat_common::auth::JwtSettings;
 

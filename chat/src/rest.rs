@@ -17,7 +17,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use voicechat_common::api_error::ApiError;
-use voicechat_common::auth::{AuthError, Principal, bearer_from_headers};
+use voicechat_common::auth::Principal;
 
 use crate::conversation::{Conversation, OpenError, admit};
 use crate::history::{HistoryError, valid_session_id};
@@ -31,20 +31,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_from_headers(&parts.headers).ok_or(AuthError::Missing);
-        let verdict = match token {
-            Ok(t) => state.verifier.verify(t).await,
-            Err(e) => Err(e),
-        };
-        verdict.map(Caller).map_err(|e| {
-            state.metrics.error("unauthorized");
-            match e {
-                AuthError::VerifierUnavailable => {
-                    ApiError::unavailable("auth_unavailable", e.to_string())
-                }
-                _ => ApiError::unauthorized(e.to_string()),
-            }
-        })
+        voicechat_common::auth::authenticate(&state.verifier, &parts.headers)
+            .await
+            .map(Caller)
+            .inspect_err(|_| state.metrics.error("unauthorized"))
     }
 }
 

@@ -27,7 +27,7 @@ async fn sigterm_finishes_the_answer_closes_1001_and_exits_cleanly_without_loggi
         Duration::from_millis(150),
     ))
     .await;
-    let port = support::redis_server::free_port();
+    let port = voicechat_testkit::free_port();
     let dir = std::env::temp_dir().join(format!("vcs-chat-proc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret_file = dir.join("jwt");

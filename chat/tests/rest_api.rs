@@ -383,7 +383,7 @@ async fn redis_outage_degrades_then_recovers_without_losing_acknowledged_message
 #[tokio::test]
 async fn starts_with_redis_down_and_connects_when_it_appears() {
     require_redis!("starts_with_redis_down_and_connects_when_it_appears");
-    let port = support::redis_server::free_port();
+    let port = voicechat_testkit::free_port();
     let llm = LlmDouble::start(Script::tokens(&["ok"])).await;
     let server = ChatServer::start(config(&format!("redis://127.0.0.1:{port}"), &llm.url())).await;
     assert_eq!(

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod llm_double;
-pub mod redis_server;
 pub mod ws_client;
 
 use std::net::SocketAddr;
@@ -17,41 +16,10 @@ use voicechat_common::auth::{AuthSettings, JwtSettings};
 
 #[allow(unused_imports)]
 pub use llm_double::{LlmDouble, Script};
-pub use redis_server::RedisServer;
+pub use voicechat_testkit::{RedisServer, have_or_skip};
 pub use ws_client::WsClient;
 
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
-
-/// Whether a test needing the part `dep` (described by `what`) can run.
-/// When `REQUIRE_REAL_DEPS` (a comma-separated list, or `all`) names `dep`,
-/// as the test script does for what it installs, a missing part fails the
-/// test instead of skipping it.
-pub fn have_or_skip(available: bool, test: &str, dep: &str, what: &str) -> bool {
-    if available {
-        return true;
-    }
-    let required = std::env::var("REQUIRE_REAL_DEPS").unwrap_or_default();
-    if required
-        .split(',')
-        .any(|d| d.trim() == dep || d.trim() == "all")
-    {
-        panic!("{test}: {what} is required (REQUIRE_REAL_DEPS={required}) but not available");
-    }
-    let line = format!("SKIPPED {test}: {what} not available");
-    eprintln!("{line}");
-    // cargo hides a passing test's output; the test script prints this file.
-    if let Ok(path) = std::env::var("VOICECHAT_SKIP_LOG") {
-        use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
-    false
-}
 
 pub fn jwt_settings() -> JwtSettings {
     JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("test secret is long enough")

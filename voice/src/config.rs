@@ -1,0 +1,116 @@
+//! The voice service's settings, read once from the environment; every
+//! variable is listed with its default in the voice section of the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use voicechat_common::auth::AuthSettings;
+use voicechat_common::config::{self, ConfigError};
+
+use crate::stt::router::Profile;
+
+/// Whisper models tried in order when `WHISPER_MODEL` is unset, per
+/// profile: on CPU the small ones first (speed), on GPU the large ones.
+const CPU_WHISPER_MODELS: &[&str] = &["ggml-base.en.bin", "ggml-base.bin", "ggml-tiny.en.bin", "ggml-tiny.bin", "ggml-small.bin"];
+const GPU_WHISPER_MODELS: &[&str] = &[
+    "ggml-large-v3-turbo.bin",
+    "ggml-medium.bin",
+    "ggml-small.bin",
+    "ggml-base.bin",
+    "ggml-base.en.bin",
+    "ggml-tiny.en.bin",
+];
+
+#[derive(Debug, Clone)]
+pub struct VoiceConfig {
+    pub listen: SocketAddr,
+    pub auth: AuthSettings,
+    /// `None` disables the cache.
+    pub redis_url: Option<String>,
+    pub cache_ttl: Duration,
+    pub redis_timeout: Duration,
+    pub models_dir: PathBuf,
+    pub piper_dir: PathBuf,
+    pub whisper_model: PathBuf,
+    pub vosk_dir: PathBuf,
+    pub vosk_default_language: String,
+    pub vosk_max_secs: f64,
+    pub espeak_program: String,
+    pub espeak_default_voice: String,
+    pub profile: Profile,
+    pub threads: usize,
+    pub inference_concurrency: usize,
+    pub max_text_chars: usize,
+    pub max_audio_bytes: usize,
+    pub max_audio_secs: u32,
+    pub vad_threshold_dbfs: f32,
+}
+
+impl VoiceConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let port: u16 = config::env_parse("VOICE_PORT", 8006)?;
+        let bind = config::env_string("VOICE_BIND").unwrap_or_else(|| "0.0.0.0".into());
+        let listen = format!("{bind}:{port}").parse().map_err(|e| ConfigError::Invalid {
+            name: "VOICE_BIND".into(),
+            message: format!("{bind}:{port}: {e}"),
+        })?;
+        let profile = match config::env_string("STT_PROFILE").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None | Some("cpu") => Profile::Cpu,
+            Some("gpu") => Profile::Gpu,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "STT_PROFILE".into(),
+                    message: format!("{other:?} is not cpu or gpu"),
+                });
+            }
+        };
+        let models_dir = PathBuf::from(config::env_string("VOICE_MODELS_DIR").unwrap_or_else(|| "/models".into()));
+        let whisper_model = match config::env_string("WHISPER_MODEL") {
+            Some(m) if m.contains('/') => PathBuf::from(m),
+            Some(m) => models_dir.join("whisper").join(m),
+            None => default_whisper_model(&models_dir.join("whisper"), profile),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let cache_enabled = config::env_bool("VOICE_CACHE", true)?;
+        Ok(Self {
+            listen,
+            auth: AuthSettings::from_env()?,
+            redis_url: if cache_enabled {
+                Some(config::secret("REDIS_URL")?.unwrap_or_else(|| "redis://127.0.0.1:6379".into()))
+            } else {
+                None
+            },
+            cache_ttl: Duration::from_secs(config::env_parse("VOICE_CACHE_TTL_SECS", 86_400u64)?),
+            redis_timeout: Duration::from_millis(config::env_parse("REDIS_TIMEOUT_MS", 500u64)?),
+            piper_dir: config::env_string("PIPER_VOICES_DIR").map_or_else(|| models_dir.join("piper"), PathBuf::from),
+            vosk_dir: config::env_string("VOSK_MODELS_DIR").map_or_else(|| models_dir.join("vosk"), PathBuf::from),
+            models_dir,
+            whisper_model,
+            vosk_default_language: config::env_string("VOSK_DEFAULT_LANGUAGE").unwrap_or_else(|| "en".into()),
+            vosk_max_secs: config::env_parse("VOSK_MAX_SECS", 15.0f64)?,
+            espeak_program: config::env_string("ESPEAK_NG_PROGRAM").unwrap_or_else(|| "espeak-ng".into()),
+            espeak_default_voice: config::env_string("ESPEAK_DEFAULT_VOICE").unwrap_or_else(|| "en-us".into()),
+            profile,
+            threads: config::env_parse("STT_THREADS", cores)?.max(1),
+            inference_concurrency: config::env_parse("VOICE_INFERENCE_CONCURRENCY", 1usize)?.max(1),
+            max_text_chars: config::env_parse("VOICE_MAX_TEXT_CHARS", 5000usize)?,
+            max_audio_bytes: config::env_parse("VOICE_MAX_AUDIO_BYTES", 25 * 1024 * 1024usize)?,
+            max_audio_secs: config::env_parse("VOICE_MAX_AUDIO_SECS", 600u32)?,
+            vad_threshold_dbfs: config::env_parse("VAD_THRESHOLD_DBFS", -45.0f32)?,
+        })
+    }
+}
+
+/// The first installed model of the profile's preference list (the first
+/// of the list when none is installed, so the error names a useful file).
+pub fn default_whisper_model(dir: &std::path::Path, profile: Profile) -> PathBuf {
+    let list = match profile {
+        Profile::Cpu => CPU_WHISPER_MODELS,
+        Profile::Gpu => GPU_WHISPER_MODELS,
+    };
+    list.iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dir.join(list[0]))
+}

@@ -1,0 +1,83 @@
+//! The installed engines, loaded once (at start-up, on the blocking pool).
+
+use serde::Serialize;
+
+use crate::config::VoiceConfig;
+use crate::stt::SpeechToText;
+use crate::stt::router::{EngineFacts, Profile};
+use crate::stt::vosk::VoskStt;
+use crate::stt::whisper::WhisperStt;
+use crate::tts::espeak::EspeakTts;
+use crate::tts::piper::PiperTts;
+use crate::tts::TtsChain;
+
+pub struct Engines {
+    pub tts: TtsChain,
+    /// Whisper first, then Vosk: the order used when routing has no preference.
+    pub stt: Vec<Box<dyn SpeechToText>>,
+    pub profile: Profile,
+}
+
+/// One row of `GET /api/v1/engines`.
+#[derive(Debug, Serialize)]
+pub struct EngineStatus {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Voices (TTS) or languages (STT).
+    pub provides: Vec<String>,
+}
+
+impl Engines {
+    pub fn load(config: &VoiceConfig) -> Self {
+        let piper = PiperTts::load(&config.piper_dir);
+        let espeak = EspeakTts::new(config.espeak_program.clone(), config.espeak_default_voice.clone());
+        let whisper = WhisperStt::load(&config.whisper_model, config.threads, config.profile == Profile::Gpu);
+        let vosk = VoskStt::load(&config.vosk_dir, config.vosk_default_language.clone());
+        Self {
+            tts: TtsChain {
+                engines: vec![Box::new(piper), Box::new(espeak)],
+            },
+            stt: vec![Box::new(whisper), Box::new(vosk)],
+            profile: config.profile,
+        }
+    }
+
+    /// Routing facts for a language, healthy engines only.
+    pub fn stt_facts(&self, language: Option<&str>) -> Vec<EngineFacts> {
+        self.stt
+            .iter()
+            .map(|e| EngineFacts {
+                name: e.name(),
+                supports_language: e.health().is_ok() && e.supports(language),
+                supports_grammar: e.name() == "vosk",
+            })
+            .collect()
+    }
+
+    pub fn status(&self) -> Vec<EngineStatus> {
+        let tts = self.tts.engines.iter().map(|e| {
+            let health = e.health();
+            EngineStatus {
+                name: e.name(),
+                kind: "tts",
+                healthy: health.is_ok(),
+                error: health.err(),
+                provides: e.voices().into_iter().map(|v| v.name).collect(),
+            }
+        });
+        let stt = self.stt.iter().map(|e| {
+            let health = e.health();
+            EngineStatus {
+                name: e.name(),
+                kind: "stt",
+                healthy: health.is_ok(),
+                error: health.err(),
+                provides: e.languages(),
+            }
+        });
+        tts.chain(stt).collect()
+    }
+}

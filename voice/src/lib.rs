@@ -1,0 +1,15 @@
+//! The voice service: text-to-speech (Piper, espeak-ng) and speech-to-text
+//! (Whisper, Vosk) with routing, fallback, a Redis cache and an
+//! OpenAI-compatible API.
+
+pub mod app;
+pub mod audio;
+pub mod cache;
+pub mod config;
+pub mod engines;
+pub mod metrics;
+pub mod routes;
+pub mod speech;
+pub mod state;
+pub mod stt;
+pub mod tts;

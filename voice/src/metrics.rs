@@ -1,0 +1,56 @@
+//! The voice service's Prometheus metrics.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use voicechat_common::http_metrics::HttpMetrics;
+
+#[derive(Clone)]
+pub struct VoiceMetrics {
+    pub registry: Registry,
+    pub http: HttpMetrics,
+    /// Wall time of engine calls, by `engine` and `kind` (tts/stt).
+    pub engine_seconds: HistogramVec,
+    /// Processing time divided by audio duration (below 1: faster than real time).
+    pub realtime_factor: HistogramVec,
+    /// Engine failures that moved a request to the next engine, by `kind` and `engine`.
+    pub fallbacks: IntCounterVec,
+    /// Cache lookups by `kind` and `result` (hit/miss/error).
+    pub cache: IntCounterVec,
+}
+
+impl VoiceMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("voice".into()), None)?;
+        let http = HttpMetrics::register(&registry)?;
+        let engine_seconds = HistogramVec::new(
+            HistogramOpts::new("engine_seconds", "Engine call duration")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["engine", "kind"],
+        )?;
+        let realtime_factor = HistogramVec::new(
+            HistogramOpts::new("realtime_factor", "Processing seconds per audio second")
+                .buckets(vec![0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]),
+            &["engine", "kind"],
+        )?;
+        let fallbacks = IntCounterVec::new(
+            Opts::new("fallbacks_total", "Requests moved to the next engine after a failure"),
+            &["kind", "engine"],
+        )?;
+        let cache = IntCounterVec::new(Opts::new("cache_total", "Cache lookups"), &["kind", "result"])?;
+        for c in [
+            Box::new(engine_seconds.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(realtime_factor.clone()),
+            Box::new(fallbacks.clone()),
+            Box::new(cache.clone()),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Self {
+            registry,
+            http,
+            engine_seconds,
+            realtime_factor,
+            fallbacks,
+            cache,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! `/api/v1/*`: the service's own API.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use voicechat_common::api_error::ApiError;
+
+use super::Caller;
+use crate::speech::{self, AudioFormat, SpeechRequest, TranscribeRequest, VoiceError};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtsBody {
+    text: String,
+    #[serde(default)]
+    voice: Option<String>,
+    #[serde(default)]
+    speed: Option<f32>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /api/v1/tts` → audio, with `X-Voice-Engine`, `X-Voice-Name`,
+/// `X-Sample-Rate` and `X-Cache` headers.
+pub async fn tts(
+    State(state): State<AppState>,
+    _caller: Caller,
+    body: Result<Json<TtsBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+    let format = AudioFormat::parse(body.format.as_deref())?;
+    let speech = speech::synthesize(
+        &state,
+        SpeechRequest {
+            text: body.text,
+            voice: body.voice,
+            speed: body.speed.unwrap_or(1.0),
+            format,
+        },
+    )
+    .await?;
+    Ok(audio_response(speech, format))
+}
+
+pub fn audio_response(speech: speech::Speech, format: AudioFormat) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-voice-engine", &speech.engine);
+    set("x-voice-name", &speech.voice);
+    set("x-sample-rate", &speech.sample_rate.to_string());
+    set("x-cache", if speech.cached { "hit" } else { "miss" });
+    (headers, speech.bytes).into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SttQuery {
+    language: Option<String>,
+    engine: Option<String>,
+    /// JSON array of phrases.
+    grammar: Option<String>,
+}
+
+fn parse_grammar(raw: Option<&str>) -> Result<Option<Vec<String>>, VoiceError> {
+    raw.map(|g| {
+        serde_json::from_str::<Vec<String>>(g)
+            .map_err(|e| VoiceError::BadInput(format!("grammar must be a JSON array of strings: {e}")))
+    })
+    .transpose()
+}
+
+/// An uploaded audio file and the form fields beside it.
+pub struct Upload {
+    pub audio: Bytes,
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+/// Reads `multipart/form-data` (audio in `file`) or a raw WAV body.
+pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, VoiceError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state)
+            .await
+            .map_err(|e| VoiceError::BadInput(e.body_text()))?;
+        let mut audio = None;
+        let mut fields = std::collections::HashMap::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| VoiceError::BadInput(format!("bad multipart body: {e}")))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            let data = field.bytes().await.map_err(|e| VoiceError::BadInput(format!("bad multipart field {name:?}: {e}")))?;
+            if name == "file" {
+                audio = Some(data);
+            } else if data.len() <= 64 * 1024 {
+                fields.insert(name, String::from_utf8_lossy(&data).into_owned());
+            }
+        }
+        let audio = audio.ok_or_else(|| VoiceError::BadInput("multipart body has no \"file\" field".into()))?;
+        return Ok(Upload { audio, fields });
+    }
+    let accepted = ["audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream"];
+    if !accepted.iter().any(|t| content_type.starts_with(t)) {
+        return Err(VoiceError::BadInput(format!(
+            "content type {content_type:?} is not accepted: send audio/wav or multipart/form-data"
+        )));
+    }
+    let limit = state.config.max_audio_bytes;
+    let audio = Bytes::from_request(request, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            VoiceError::AudioTooLarge { bytes: limit + 1, limit }
+        } else {
+            VoiceError::BadInput(e.body_text())
+        }
+    })?;
+    Ok(Upload { audio, fields: std::collections::HashMap::new() })
+}
+
+/// `POST /api/v1/stt` → `{text, language, engine, duration, segments, cached}`.
+pub async fn stt(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<SttQuery>,
+    request: Request,
+) -> Result<Json<speech::Transcription>, ApiError> {
+    let upload = read_upload(&state, request).await?;
+    let field = |name: &str| upload.fields.get(name).cloned();
+    let grammar = parse_grammar(query.grammar.or_else(|| field("grammar")).as_deref())?;
+    let transcription = speech::transcribe(
+        &state,
+        TranscribeRequest {
+            audio: upload.audio,
+            language: query.language.or_else(|| field("language")),
+            engine: query.engine.or_else(|| field("engine")),
+            grammar,
+        },
+    )
+    .await?;
+    Ok(Json(transcription))
+}
+
+pub async fn voices(State(state): State<AppState>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let engines = state.engines.get().ok_or(VoiceError::Loading)?;
+    Ok(Json(json!({ "voices": engines.tts.voices() })))
+}
+
+pub async fn engines(State(state): State<AppState>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let engines = state.engines.get().ok_or(VoiceError::Loading)?;
+    Ok(Json(json!({ "profile": engines.profile, "engines": engines.status() })))
+}

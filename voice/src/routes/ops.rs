@@ -1,0 +1,59 @@
+//! `/livez`, `/readyz`, `/health`, `/metrics`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use voicechat_common::health::{DependencyHealth, HealthReport};
+
+use crate::state::AppState;
+
+pub async fn livez() -> &'static str {
+    "ok"
+}
+
+/// 503 until the models are loaded; a Redis outage never fails readiness.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.engines.get().is_some() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading models").into_response()
+    }
+}
+
+/// Redis plus one entry per engine (`engine:piper`, ...): an engine that
+/// failed to load is `disconnected` and makes the service `degraded`.
+pub async fn health(State(state): State<AppState>) -> Json<HealthReport> {
+    let mut dependencies = BTreeMap::new();
+    let redis = match state.cache.ping().await {
+        None => DependencyHealth::disabled(),
+        Some(Ok(latency)) => DependencyHealth::connected(latency),
+        Some(Err(e)) => DependencyHealth::disconnected(Duration::ZERO, e.to_string()),
+    };
+    dependencies.insert("redis".to_owned(), redis);
+    match state.engines.get() {
+        None => {
+            dependencies.insert(
+                "models".to_owned(),
+                DependencyHealth::disconnected(Duration::ZERO, "loading"),
+            );
+        }
+        Some(engines) => {
+            for e in engines.status() {
+                let health = match e.error {
+                    None => DependencyHealth::connected(Duration::ZERO),
+                    Some(err) => DependencyHealth::disconnected(Duration::ZERO, err),
+                };
+                dependencies.insert(format!("engine:{}", e.name), health);
+            }
+        }
+    }
+    Json(HealthReport::new("voice", env!("CARGO_PKG_VERSION"), dependencies, 0))
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    voicechat_common::http_metrics::render(&state.metrics.registry)
+}

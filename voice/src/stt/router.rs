@@ -1,0 +1,132 @@
+//! Which engine hears a request, as a pure function of the request, the
+//! audio and the profile, so every rule is unit-tested.
+//!
+//! - an explicit engine wins, and only that engine is used;
+//! - a grammar needs Vosk;
+//! - GPU profile: Whisper first (fast and accurate there);
+//! - CPU profile: short audio in a language Vosk has → Vosk first (it is
+//!   much cheaper); long audio, or a language only Whisper has → Whisper;
+//! - then every other engine that supports the language, as fallbacks.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Cpu,
+    Gpu,
+}
+
+/// What routing knows of an installed, healthy engine.
+#[derive(Debug, Clone)]
+pub struct EngineFacts {
+    pub name: &'static str,
+    pub supports_language: bool,
+    pub supports_grammar: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteRequest<'a> {
+    pub engine: Option<&'a str>,
+    pub duration_secs: f64,
+    pub has_grammar: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("unknown or unavailable engine {0:?}")]
+    UnknownEngine(String),
+    #[error("{0} cannot recognize this language")]
+    EngineLacksLanguage(String),
+    #[error("no installed engine can recognize this language")]
+    NoEngineForLanguage,
+    #[error("a grammar needs the vosk engine with a model for this language")]
+    GrammarNeedsVosk,
+}
+
+/// Indices into `engines`, in the order to try them.
+pub fn plan(
+    engines: &[EngineFacts],
+    request: &RouteRequest<'_>,
+    profile: Profile,
+    vosk_max_secs: f64,
+) -> Result<Vec<usize>, RouteError> {
+    if let Some(wanted) = request.engine {
+        let index = engines
+            .iter()
+            .position(|e| e.name == wanted)
+            .ok_or_else(|| RouteError::UnknownEngine(wanted.to_owned()))?;
+        if !engines[index].supports_language {
+            return Err(RouteError::EngineLacksLanguage(wanted.to_owned()));
+        }
+        if request.has_grammar && !engines[index].supports_grammar {
+            return Err(RouteError::GrammarNeedsVosk);
+        }
+        return Ok(vec![index]);
+    }
+    let capable: Vec<usize> = (0..engines.len())
+        .filter(|&i| engines[i].supports_language)
+        .filter(|&i| !request.has_grammar || engines[i].supports_grammar)
+        .collect();
+    if capable.is_empty() {
+        return Err(if request.has_grammar {
+            RouteError::GrammarNeedsVosk
+        } else {
+            RouteError::NoEngineForLanguage
+        });
+    }
+    let prefer_vosk = profile == Profile::Cpu && request.duration_secs <= vosk_max_secs;
+    let rank = |i: &usize| {
+        let is_vosk = engines[*i].name == "vosk";
+        // Lower is tried first.
+        u8::from(is_vosk != prefer_vosk)
+    };
+    let mut ordered = capable;
+    ordered.sort_by_key(rank);
+    Ok(ordered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engines(vosk_has_language: bool) -> Vec<EngineFacts> {
+        vec![
+            EngineFacts { name: "whisper", supports_language: true, supports_grammar: false },
+            EngineFacts { name: "vosk", supports_language: vosk_has_language, supports_grammar: true },
+        ]
+    }
+
+    fn req(engine: Option<&str>, secs: f64, grammar: bool) -> RouteRequest<'_> {
+        RouteRequest { engine, duration_secs: secs, has_grammar: grammar }
+    }
+
+    #[test]
+    fn cpu_short_audio_goes_to_vosk_first_long_to_whisper() {
+        assert_eq!(plan(&engines(true), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(), [1, 0]);
+        assert_eq!(plan(&engines(true), &req(None, 30.0, false), Profile::Cpu, 10.0).unwrap(), [0, 1]);
+    }
+
+    #[test]
+    fn gpu_prefers_whisper_and_language_decides_capability() {
+        assert_eq!(plan(&engines(true), &req(None, 3.0, false), Profile::Gpu, 10.0).unwrap(), [0, 1]);
+        assert_eq!(plan(&engines(false), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(), [0]);
+    }
+
+    #[test]
+    fn explicit_engine_wins_alone() {
+        assert_eq!(plan(&engines(true), &req(Some("whisper"), 3.0, false), Profile::Cpu, 10.0).unwrap(), [0]);
+        assert_eq!(
+            plan(&engines(false), &req(Some("vosk"), 3.0, false), Profile::Cpu, 10.0),
+            Err(RouteError::EngineLacksLanguage("vosk".into()))
+        );
+        assert!(matches!(plan(&engines(true), &req(Some("google"), 3.0, false), Profile::Cpu, 10.0), Err(RouteError::UnknownEngine(_))));
+    }
+
+    #[test]
+    fn grammar_needs_vosk() {
+        assert_eq!(plan(&engines(true), &req(None, 30.0, true), Profile::Gpu, 10.0).unwrap(), [1]);
+        assert_eq!(plan(&engines(false), &req(None, 3.0, true), Profile::Cpu, 10.0), Err(RouteError::GrammarNeedsVosk));
+        assert_eq!(plan(&engines(true), &req(Some("whisper"), 3.0, true), Profile::Cpu, 10.0), Err(RouteError::GrammarNeedsVosk));
+    }
+}

@@ -1,0 +1,131 @@
+//! Whisper through whisper-rs (whisper.cpp), with a GGML model loaded once.
+
+use std::path::{Path, PathBuf};
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+use super::{Segment, SpeechToText, SttError, SttOptions, Transcript};
+
+const ENGINE: &str = "whisper";
+
+pub struct WhisperStt {
+    context: Option<WhisperContext>,
+    model: PathBuf,
+    threads: i32,
+    multilingual: bool,
+    problem: Option<String>,
+}
+
+impl WhisperStt {
+    pub fn load(model: &Path, threads: usize, use_gpu: bool) -> Self {
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(use_gpu);
+        let (context, problem) = if !model.is_file() {
+            (None, Some(format!("model {} not found", model.display())))
+        } else {
+            match WhisperContext::new_with_params(model, params) {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(format!("cannot load {}: {e}", model.display()))),
+            }
+        };
+        let multilingual = context.as_ref().is_some_and(WhisperContext::is_multilingual);
+        if problem.is_none() {
+            tracing::info!(model = %model.display(), multilingual, use_gpu, "whisper model loaded");
+        }
+        Self {
+            context,
+            model: model.to_path_buf(),
+            threads: i32::try_from(threads.max(1)).unwrap_or(1),
+            multilingual,
+            problem,
+        }
+    }
+
+    pub fn model_name(&self) -> String {
+        self.model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl SpeechToText for WhisperStt {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    fn supports(&self, language: Option<&str>) -> bool {
+        self.context.is_some() && (self.multilingual || language.is_none_or(|l| l == "en"))
+    }
+
+    fn languages(&self) -> Vec<String> {
+        match (&self.context, self.multilingual) {
+            (None, _) => Vec::new(),
+            (Some(_), true) => vec!["*".to_owned()],
+            (Some(_), false) => vec!["en".to_owned()],
+        }
+    }
+
+    fn transcribe(&self, samples: &[f32], options: &SttOptions) -> Result<Transcript, SttError> {
+        let context = self.context.as_ref().ok_or_else(|| SttError::Unavailable {
+            engine: ENGINE,
+            reason: self.problem.clone().unwrap_or_default(),
+        })?;
+        let failed = |e: whisper_rs::WhisperError| SttError::Failed {
+            engine: ENGINE,
+            reason: e.to_string(),
+        };
+        let mut state = context.create_state().map_err(failed)?;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads);
+        let language = match (&options.language, self.multilingual) {
+            (Some(l), _) => l.clone(),
+            (None, true) => "auto".to_owned(),
+            (None, false) => "en".to_owned(),
+        };
+        params.set_language(Some(&language));
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        state.full(params, samples).map_err(failed)?;
+        let detected = if language == "auto" {
+            whisper_rs::get_lang_str(state.full_lang_id_from_state())
+                .unwrap_or("auto")
+                .to_owned()
+        } else {
+            language
+        };
+        let mut segments = Vec::new();
+        for segment in state.as_iter() {
+            let text = segment.to_str_lossy().map_err(failed)?.trim().to_owned();
+            if text.is_empty() {
+                continue;
+            }
+            segments.push(Segment {
+                // whisper.cpp times are in centiseconds.
+                start: segment.start_timestamp() as f64 / 100.0,
+                end: segment.end_timestamp() as f64 / 100.0,
+                text,
+            });
+        }
+        let text = segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(Transcript {
+            text,
+            language: detected,
+            segments,
+        })
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &self.problem {
+            Some(p) => Err(p.clone()),
+            None => Ok(()),
+        }
+    }
+}
