@@ -9,6 +9,17 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
+command -v unzip >/dev/null || need_apt+=(unzip)
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# Voice service: whisper.cpp and espeak-ng are built from source by their
+# crates (cmake, clang for bindgen); espeak-ng's build needs libsonic (else
+# it tries to clone it); espeak-ng itself is the fallback voice; sox is
+# used by the tools and by people checking audio.
+command -v clang >/dev/null || need_apt+=(clang libclang-dev)
+[ -e /usr/include/sonic.h ] || need_apt+=(libsonic-dev)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng espeak-ng-data)
+command -v sox >/dev/null || need_apt+=(sox)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

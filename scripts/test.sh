@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what it needs
-# first (see scripts/install-deps.sh). The parts it installs are required
+# first (scripts/install-deps.sh, scripts/fetch-models.sh). The parts it installs are required
 # (REQUIRE_REAL_DEPS lists them): a missing redis-server fails the run
 # instead of skipping tests. Tests that need a part this script does not provide
 # (a real LLM server, until the local stack lands) are skipped and listed
@@ -9,8 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# Models and native libraries for the voice service (cached under ~/.cache).
+./scripts/fetch-models.sh >/dev/null
+source "${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/env.sh"
 
-export REQUIRE_REAL_DEPS=redis
+export REQUIRE_REAL_DEPS=redis,models
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use llm_double::{LlmDouble, Script};
-use voicechat_testkit::{RedisServer, free_port};
 use tokio_tungstenite::tungstenite::Message;
 use voicechat_common::auth::JwtSettings;
+use voicechat_testkit::{RedisServer, free_port};
 
 const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
 

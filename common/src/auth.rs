@@ -485,6 +485,25 @@ pub fn bearer_from_ws_protocols(headers: &HeaderMap) -> Option<&str> {
     parts.next().filter(|t| !t.is_empty())
 }
 
+/// Authenticates a REST request from its `Authorization: Bearer` header,
+/// as both services do: 401 for a missing or refused token, 503 when the
+/// remote verifier is down.
+pub async fn authenticate(
+    verifier: &TokenVerifier,
+    headers: &HeaderMap,
+) -> Result<Principal, crate::api_error::ApiError> {
+    use crate::api_error::ApiError;
+    let token = bearer_from_headers(headers).ok_or(AuthError::Missing);
+    let verdict = match token {
+        Ok(t) => verifier.verify(t).await,
+        Err(e) => Err(e),
+    };
+    verdict.map_err(|e| match e {
+        AuthError::VerifierUnavailable => ApiError::unavailable("auth_unavailable", e.to_string()),
+        _ => ApiError::unauthorized(e.to_string()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,23 +675,4 @@ mod tests {
         assert_eq!(bearer_from_headers(&h), None);
         assert_eq!(bearer_from_ws_protocols(&h), None);
     }
-}
-
-/// Authenticates a REST request from its `Authorization: Bearer` header,
-/// as both services do: 401 for a missing or refused token, 503 when the
-/// remote verifier is down.
-pub async fn authenticate(
-    verifier: &TokenVerifier,
-    headers: &HeaderMap,
-) -> Result<Principal, crate::api_error::ApiError> {
-    use crate::api_error::ApiError;
-    let token = bearer_from_headers(headers).ok_or(AuthError::Missing);
-    let verdict = match token {
-        Ok(t) => verifier.verify(t).await,
-        Err(e) => Err(e),
-    };
-    verdict.map_err(|e| match e {
-        AuthError::VerifierUnavailable => ApiError::unavailable("auth_unavailable", e.to_string()),
-        _ => ApiError::unauthorized(e.to_string()),
-    })
 }

@@ -26,7 +26,11 @@ pub fn have_or_skip(available: bool, test: &str, dep: &str, what: &str) -> bool 
     eprintln!("{line}");
     if let Ok(path) = std::env::var("VOICECHAT_SKIP_LOG") {
         use std::io::Write as _;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }

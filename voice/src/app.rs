@@ -35,7 +35,11 @@ pub enum StartError {
 impl AppState {
     pub fn from_config(config: VoiceConfig) -> Result<Self, StartError> {
         let verifier = config.auth.verifier()?;
-        let cache = ResultCache::new(config.redis_url.as_deref(), config.cache_ttl, config.redis_timeout)?;
+        let cache = ResultCache::new(
+            config.redis_url.as_deref(),
+            config.cache_ttl,
+            config.redis_timeout,
+        )?;
         Ok(Self {
             inference: Arc::new(Semaphore::new(config.inference_concurrency)),
             config: Arc::new(config),
@@ -48,13 +52,20 @@ impl AppState {
 
     /// Loads the models on the blocking pool; the service is ready after.
     pub async fn load_engines(&self) {
+        if self.engines.get().is_some() {
+            return;
+        }
         let config = self.config.clone();
         match tokio::task::spawn_blocking(move || Engines::load(&config)).await {
             Ok(engines) => {
                 for e in engines.status() {
                     match &e.error {
-                        None => tracing::info!(engine = e.name, kind = e.kind, provides = ?e.provides, "engine ready"),
-                        Some(err) => tracing::warn!(engine = e.name, kind = e.kind, error = %err, "engine unavailable"),
+                        None => {
+                            tracing::info!(engine = e.name, kind = e.kind, provides = ?e.provides, "engine ready")
+                        }
+                        Some(err) => {
+                            tracing::warn!(engine = e.name, kind = e.kind, error = %err, "engine unavailable")
+                        }
                     }
                 }
                 let _ = self.engines.set(Arc::new(engines));

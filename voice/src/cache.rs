@@ -34,13 +34,17 @@ impl ResultCache {
         let conn = match url {
             None => None,
             Some(url) => {
-                let client = redis::Client::open(url).map_err(|e| CacheError(format!("bad REDIS_URL: {e}")))?;
+                let client = redis::Client::open(url)
+                    .map_err(|e| CacheError(format!("bad REDIS_URL: {e}")))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                Some(ConnectionManager::new_lazy_with_config(client, config).map_err(|e| CacheError(e.to_string()))?)
+                Some(
+                    ConnectionManager::new_lazy_with_config(client, config)
+                        .map_err(|e| CacheError(e.to_string()))?,
+                )
             }
         };
         Ok(Self { conn, ttl, timeout })
@@ -51,7 +55,9 @@ impl ResultCache {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
-        let Some(conn) = &self.conn else { return Ok(None) };
+        let Some(conn) = &self.conn else {
+            return Ok(None);
+        };
         let mut conn = conn.clone();
         tokio::time::timeout(self.timeout * 2, conn.get::<_, Option<Vec<u8>>>(key))
             .await
@@ -60,19 +66,28 @@ impl ResultCache {
     }
 
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<(), CacheError> {
-        let Some(conn) = &self.conn else { return Ok(()) };
+        let Some(conn) = &self.conn else {
+            return Ok(());
+        };
         let mut conn = conn.clone();
-        tokio::time::timeout(self.timeout * 2, conn.set_ex::<_, _, ()>(key, value, self.ttl.as_secs().max(1)))
-            .await
-            .map_err(|_| CacheError("timed out".into()))?
-            .map_err(|e| CacheError(e.to_string()))
+        tokio::time::timeout(
+            self.timeout * 2,
+            conn.set_ex::<_, _, ()>(key, value, self.ttl.as_secs().max(1)),
+        )
+        .await
+        .map_err(|_| CacheError("timed out".into()))?
+        .map_err(|e| CacheError(e.to_string()))
     }
 
     pub async fn ping(&self) -> Option<Result<Duration, CacheError>> {
         let conn = self.conn.as_ref()?;
         let mut conn = conn.clone();
         let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout * 2, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        let result = tokio::time::timeout(
+            self.timeout * 2,
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
         Some(match result {
             Ok(Ok(_)) => Ok(started.elapsed()),
             Ok(Err(e)) => Err(CacheError(e.to_string())),

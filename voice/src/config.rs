@@ -12,7 +12,13 @@ use crate::stt::router::Profile;
 
 /// Whisper models tried in order when `WHISPER_MODEL` is unset, per
 /// profile: on CPU the small ones first (speed), on GPU the large ones.
-const CPU_WHISPER_MODELS: &[&str] = &["ggml-base.en.bin", "ggml-base.bin", "ggml-tiny.en.bin", "ggml-tiny.bin", "ggml-small.bin"];
+const CPU_WHISPER_MODELS: &[&str] = &[
+    "ggml-base.en.bin",
+    "ggml-base.bin",
+    "ggml-tiny.en.bin",
+    "ggml-tiny.bin",
+    "ggml-small.bin",
+];
 const GPU_WHISPER_MODELS: &[&str] = &[
     "ggml-large-v3-turbo.bin",
     "ggml-medium.bin",
@@ -51,11 +57,16 @@ impl VoiceConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let port: u16 = config::env_parse("VOICE_PORT", 8006)?;
         let bind = config::env_string("VOICE_BIND").unwrap_or_else(|| "0.0.0.0".into());
-        let listen = format!("{bind}:{port}").parse().map_err(|e| ConfigError::Invalid {
-            name: "VOICE_BIND".into(),
-            message: format!("{bind}:{port}: {e}"),
-        })?;
-        let profile = match config::env_string("STT_PROFILE").map(|p| p.to_ascii_lowercase()).as_deref() {
+        let listen = format!("{bind}:{port}")
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                name: "VOICE_BIND".into(),
+                message: format!("{bind}:{port}: {e}"),
+            })?;
+        let profile = match config::env_string("STT_PROFILE")
+            .map(|p| p.to_ascii_lowercase())
+            .as_deref()
+        {
             None | Some("cpu") => Profile::Cpu,
             Some("gpu") => Profile::Gpu,
             Some(other) => {
@@ -65,7 +76,9 @@ impl VoiceConfig {
                 });
             }
         };
-        let models_dir = PathBuf::from(config::env_string("VOICE_MODELS_DIR").unwrap_or_else(|| "/models".into()));
+        let models_dir = PathBuf::from(
+            config::env_string("VOICE_MODELS_DIR").unwrap_or_else(|| "/models".into()),
+        );
         let whisper_model = match config::env_string("WHISPER_MODEL") {
             Some(m) if m.contains('/') => PathBuf::from(m),
             Some(m) => models_dir.join("whisper").join(m),
@@ -77,20 +90,27 @@ impl VoiceConfig {
             listen,
             auth: AuthSettings::from_env()?,
             redis_url: if cache_enabled {
-                Some(config::secret("REDIS_URL")?.unwrap_or_else(|| "redis://127.0.0.1:6379".into()))
+                Some(
+                    config::secret("REDIS_URL")?.unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                )
             } else {
                 None
             },
             cache_ttl: Duration::from_secs(config::env_parse("VOICE_CACHE_TTL_SECS", 86_400u64)?),
             redis_timeout: Duration::from_millis(config::env_parse("REDIS_TIMEOUT_MS", 500u64)?),
-            piper_dir: config::env_string("PIPER_VOICES_DIR").map_or_else(|| models_dir.join("piper"), PathBuf::from),
-            vosk_dir: config::env_string("VOSK_MODELS_DIR").map_or_else(|| models_dir.join("vosk"), PathBuf::from),
+            piper_dir: config::env_string("PIPER_VOICES_DIR")
+                .map_or_else(|| models_dir.join("piper"), PathBuf::from),
+            vosk_dir: config::env_string("VOSK_MODELS_DIR")
+                .map_or_else(|| models_dir.join("vosk"), PathBuf::from),
             models_dir,
             whisper_model,
-            vosk_default_language: config::env_string("VOSK_DEFAULT_LANGUAGE").unwrap_or_else(|| "en".into()),
+            vosk_default_language: config::env_string("VOSK_DEFAULT_LANGUAGE")
+                .unwrap_or_else(|| "en".into()),
             vosk_max_secs: config::env_parse("VOSK_MAX_SECS", 15.0f64)?,
-            espeak_program: config::env_string("ESPEAK_NG_PROGRAM").unwrap_or_else(|| "espeak-ng".into()),
-            espeak_default_voice: config::env_string("ESPEAK_DEFAULT_VOICE").unwrap_or_else(|| "en-us".into()),
+            espeak_program: config::env_string("ESPEAK_NG_PROGRAM")
+                .unwrap_or_else(|| "espeak-ng".into()),
+            espeak_default_voice: config::env_string("ESPEAK_DEFAULT_VOICE")
+                .unwrap_or_else(|| "en-us".into()),
             profile,
             threads: config::env_parse("STT_THREADS", cores)?.max(1),
             inference_concurrency: config::env_parse("VOICE_INFERENCE_CONCURRENCY", 1usize)?.max(1),

@@ -7,9 +7,9 @@ use crate::stt::SpeechToText;
 use crate::stt::router::{EngineFacts, Profile};
 use crate::stt::vosk::VoskStt;
 use crate::stt::whisper::WhisperStt;
+use crate::tts::TtsChain;
 use crate::tts::espeak::EspeakTts;
 use crate::tts::piper::PiperTts;
-use crate::tts::TtsChain;
 
 pub struct Engines {
     pub tts: TtsChain,
@@ -33,8 +33,15 @@ pub struct EngineStatus {
 impl Engines {
     pub fn load(config: &VoiceConfig) -> Self {
         let piper = PiperTts::load(&config.piper_dir);
-        let espeak = EspeakTts::new(config.espeak_program.clone(), config.espeak_default_voice.clone());
-        let whisper = WhisperStt::load(&config.whisper_model, config.threads, config.profile == Profile::Gpu);
+        let espeak = EspeakTts::new(
+            config.espeak_program.clone(),
+            config.espeak_default_voice.clone(),
+        );
+        let whisper = WhisperStt::load(
+            &config.whisper_model,
+            config.threads,
+            config.profile == Profile::Gpu,
+        );
         let vosk = VoskStt::load(&config.vosk_dir, config.vosk_default_language.clone());
         Self {
             tts: TtsChain {

@@ -22,8 +22,9 @@ impl VoiceMetrics {
         let registry = Registry::new_custom(Some("voice".into()), None)?;
         let http = HttpMetrics::register(&registry)?;
         let engine_seconds = HistogramVec::new(
-            HistogramOpts::new("engine_seconds", "Engine call duration")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new("engine_seconds", "Engine call duration").buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
             &["engine", "kind"],
         )?;
         let realtime_factor = HistogramVec::new(
@@ -32,10 +33,16 @@ impl VoiceMetrics {
             &["engine", "kind"],
         )?;
         let fallbacks = IntCounterVec::new(
-            Opts::new("fallbacks_total", "Requests moved to the next engine after a failure"),
+            Opts::new(
+                "fallbacks_total",
+                "Requests moved to the next engine after a failure",
+            ),
             &["kind", "engine"],
         )?;
-        let cache = IntCounterVec::new(Opts::new("cache_total", "Cache lookups"), &["kind", "result"])?;
+        let cache = IntCounterVec::new(
+            Opts::new("cache_total", "Cache lookups"),
+            &["kind", "result"],
+        )?;
         for c in [
             Box::new(engine_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(realtime_factor.clone()),

@@ -64,9 +64,9 @@ impl VoiceError {
         use axum::http::StatusCode;
         match self {
             Self::Loading | Self::EnginesFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::TextTooLong { .. } | Self::AudioTooLarge { .. } | Self::Audio(AudioError::TooLong { .. }) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::TextTooLong { .. }
+            | Self::AudioTooLarge { .. }
+            | Self::Audio(AudioError::TooLong { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Audio(AudioError::Resample(_)) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
@@ -159,7 +159,10 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
         return Err(VoiceError::TextTooLong { chars, limit });
     }
     if !(0.25..=4.0).contains(&request.speed) || !request.speed.is_finite() {
-        return Err(VoiceError::BadInput(format!("speed {} is outside 0.25-4.0", request.speed)));
+        return Err(VoiceError::BadInput(format!(
+            "speed {} is outside 0.25-4.0",
+            request.speed
+        )));
     }
     if let Some(v) = &request.voice
         && !safe_name(v)
@@ -185,7 +188,9 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
     let worker_engines = engines.clone();
     let started = Instant::now();
     let synthesis = run_blocking(state, move || {
-        worker_engines.tts.synthesize(&text, voice.as_deref(), speed)
+        worker_engines
+            .tts
+            .synthesize(&text, voice.as_deref(), speed)
     })
     .await?
     .map_err(|e| match e {
@@ -197,7 +202,9 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
     for (engine, _) in &synthesis.fallbacks {
         m.fallbacks.with_label_values(&["tts", engine]).inc();
     }
-    m.engine_seconds.with_label_values(&[synthesis.engine, "tts"]).observe(elapsed);
+    m.engine_seconds
+        .with_label_values(&[synthesis.engine, "tts"])
+        .observe(elapsed);
     let audio_secs = synthesis.audio.duration_secs();
     if audio_secs > 0.0 {
         m.realtime_factor
@@ -227,7 +234,11 @@ async fn cached_speech(state: &AppState, key: &str) -> Option<Speech> {
     let (audio, meta) = match tokio::try_join!(state.cache.get(key), state.cache.get(&meta_key)) {
         Ok(pair) => pair,
         Err(e) => {
-            state.metrics.cache.with_label_values(&["tts", "error"]).inc();
+            state
+                .metrics
+                .cache
+                .with_label_values(&["tts", "error"])
+                .inc();
             tracing::debug!(error = %e, "tts cache lookup failed");
             return None;
         }
@@ -253,14 +264,20 @@ async fn store_speech(state: &AppState, key: &str, speech: &Speech) {
         voice: speech.voice.clone(),
         sample_rate: speech.sample_rate,
     };
-    let Ok(meta) = serde_json::to_vec(&meta) else { return };
+    let Ok(meta) = serde_json::to_vec(&meta) else {
+        return;
+    };
     // Meta last: a lookup needs both, so a half-written entry is a miss.
     let stored = async {
         state.cache.put(key, &speech.bytes).await?;
         state.cache.put(&format!("{key}:meta"), &meta).await
     };
     if let Err(e) = stored.await {
-        state.metrics.cache.with_label_values(&["tts", "error"]).inc();
+        state
+            .metrics
+            .cache
+            .with_label_values(&["tts", "error"])
+            .inc();
         tracing::debug!(error = %e, "tts cache store failed");
     }
 }
@@ -284,20 +301,30 @@ pub struct Transcription {
     pub cached: bool,
 }
 
-pub async fn transcribe(state: &AppState, request: TranscribeRequest) -> Result<Transcription, VoiceError> {
+pub async fn transcribe(
+    state: &AppState,
+    request: TranscribeRequest,
+) -> Result<Transcription, VoiceError> {
     let limit = state.config.max_audio_bytes;
     if request.audio.len() > limit {
-        return Err(VoiceError::AudioTooLarge { bytes: request.audio.len(), limit });
+        return Err(VoiceError::AudioTooLarge {
+            bytes: request.audio.len(),
+            limit,
+        });
     }
     if let Some(l) = &request.language
         && (l.len() > 8 || !l.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
     {
-        return Err(VoiceError::BadInput(format!("language {l:?} is not a language code")));
+        return Err(VoiceError::BadInput(format!(
+            "language {l:?} is not a language code"
+        )));
     }
     if let Some(g) = &request.grammar
         && (g.is_empty() || g.len() > 1000 || g.iter().any(|p| p.len() > 200))
     {
-        return Err(VoiceError::BadInput("grammar must be 1-1000 phrases of at most 200 bytes".into()));
+        return Err(VoiceError::BadInput(
+            "grammar must be 1-1000 phrases of at most 200 bytes".into(),
+        ));
     }
     let language = request.language.map(|l| l.to_ascii_lowercase());
     let decoded = audio::decode_wav(&request.audio, state.config.max_audio_secs)?;
@@ -315,7 +342,11 @@ pub async fn transcribe(state: &AppState, request: TranscribeRequest) -> Result<
         state.config.vosk_max_secs,
     )?;
 
-    let grammar_key = request.grammar.as_ref().map(|g| g.join("\u{1f}")).unwrap_or_default();
+    let grammar_key = request
+        .grammar
+        .as_ref()
+        .map(|g| g.join("\u{1f}"))
+        .unwrap_or_default();
     let key = cache::key(
         "stt",
         &[
@@ -346,9 +377,13 @@ pub async fn transcribe(state: &AppState, request: TranscribeRequest) -> Result<
     }
     let (engine, transcript) = result?;
     let elapsed = started.elapsed().as_secs_f64();
-    m.engine_seconds.with_label_values(&[engine, "stt"]).observe(elapsed);
+    m.engine_seconds
+        .with_label_values(&[engine, "stt"])
+        .observe(elapsed);
     if duration > 0.0 {
-        m.realtime_factor.with_label_values(&[engine, "stt"]).observe(elapsed / duration);
+        m.realtime_factor
+            .with_label_values(&[engine, "stt"])
+            .observe(elapsed / duration);
     }
     let transcription = Transcription {
         text: transcript.text,
@@ -367,10 +402,19 @@ pub async fn transcribe(state: &AppState, request: TranscribeRequest) -> Result<
     Ok(transcription)
 }
 
-type Recognized = (Result<(&'static str, Transcript), VoiceError>, Vec<&'static str>);
+type Recognized = (
+    Result<(&'static str, Transcript), VoiceError>,
+    Vec<&'static str>,
+);
 
 /// Resamples, checks for speech, then tries the planned engines in order.
-fn recognize(engines: &Engines, order: &[usize], decoded: Audio, options: &SttOptions, threshold_dbfs: f32) -> Recognized {
+fn recognize(
+    engines: &Engines,
+    order: &[usize],
+    decoded: Audio,
+    options: &SttOptions,
+    threshold_dbfs: f32,
+) -> Recognized {
     let samples = match audio::resample(&decoded, STT_SAMPLE_RATE) {
         Ok(s) => s,
         Err(e) => return (Err(e.into()), Vec::new()),
@@ -379,7 +423,14 @@ fn recognize(engines: &Engines, order: &[usize], decoded: Audio, options: &SttOp
     if !audio::vad::has_speech(&samples, STT_SAMPLE_RATE, threshold_dbfs, 150) {
         let language = options.language.clone().unwrap_or_default();
         return (
-            Ok((first, Transcript { text: String::new(), language, segments: Vec::new() })),
+            Ok((
+                first,
+                Transcript {
+                    text: String::new(),
+                    language,
+                    segments: Vec::new(),
+                },
+            )),
             Vec::new(),
         );
     }
@@ -406,7 +457,11 @@ async fn cached_transcription(state: &AppState, key: &str) -> Option<Transcripti
     let found = match state.cache.get(key).await {
         Ok(v) => v.and_then(|raw| serde_json::from_slice::<Transcription>(&raw).ok()),
         Err(e) => {
-            state.metrics.cache.with_label_values(&["stt", "error"]).inc();
+            state
+                .metrics
+                .cache
+                .with_label_values(&["stt", "error"])
+                .inc();
             tracing::debug!(error = %e, "stt cache lookup failed");
             return None;
         }

@@ -48,7 +48,8 @@ pub fn decode_wav(bytes: &[u8], max_secs: u32) -> Result<Audio, AudioError> {
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
-    let mut reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
+    let mut reader =
+        hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
     let spec = reader.spec();
     if spec.channels == 0 || spec.sample_rate < 1000 || spec.sample_rate > 384_000 {
         return Err(AudioError::Unsupported(format!(
@@ -59,7 +60,10 @@ pub fn decode_wav(bytes: &[u8], max_secs: u32) -> Result<Audio, AudioError> {
     let frames = reader.duration();
     let secs = f64::from(frames) / f64::from(spec.sample_rate);
     if secs > f64::from(max_secs) {
-        return Err(AudioError::TooLong { secs, max: max_secs });
+        return Err(AudioError::TooLong {
+            secs,
+            max: max_secs,
+        });
     }
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>(),
@@ -71,7 +75,9 @@ pub fn decode_wav(bytes: &[u8], max_secs: u32) -> Result<Audio, AudioError> {
                 .collect::<Result<_, _>>()
         }
         (format, bits) => {
-            return Err(AudioError::Unsupported(format!("{bits}-bit {format:?} samples")));
+            return Err(AudioError::Unsupported(format!(
+                "{bits}-bit {format:?} samples"
+            )));
         }
     }
     .map_err(|e| AudioError::NotWav(format!("truncated or corrupt sample data: {e}")))?;
@@ -107,7 +113,8 @@ pub fn resample(audio: &Audio, rate: u32) -> Result<Vec<f32>, AudioError> {
     )
     .map_err(|e| AudioError::Resample(e.to_string()))?;
     let frames = audio.samples.len();
-    let input = InterleavedSlice::new(&audio.samples, 1, frames).map_err(|e| AudioError::Resample(e.to_string()))?;
+    let input = InterleavedSlice::new(&audio.samples, 1, frames)
+        .map_err(|e| AudioError::Resample(e.to_string()))?;
     let output = resampler
         .process_all(&input, frames, None)
         .map_err(|e| AudioError::Resample(e.to_string()))?;
@@ -136,7 +143,11 @@ pub fn encode_wav(audio: &Audio) -> Vec<u8> {
 
 /// Raw little-endian 16-bit PCM (OpenAI's `pcm` format).
 pub fn encode_pcm16(audio: &Audio) -> Vec<u8> {
-    audio.samples.iter().flat_map(|s| to_i16(*s).to_le_bytes()).collect()
+    audio
+        .samples
+        .iter()
+        .flat_map(|s| to_i16(*s).to_le_bytes())
+        .collect()
 }
 
 fn to_i16(s: f32) -> i16 {
@@ -170,7 +181,12 @@ mod tests {
 
     #[test]
     fn stereo_is_downmixed() {
-        let spec = hound::WavSpec { channels: 2, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut out = Cursor::new(Vec::new());
         let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
         for _ in 0..100 {
@@ -186,10 +202,19 @@ mod tests {
     #[test]
     fn refuses_bad_input() {
         assert!(matches!(decode_wav(b"", 60), Err(AudioError::Empty)));
-        assert!(matches!(decode_wav(b"ID3\x03 not a wav at all", 60), Err(AudioError::NotWav(_))));
+        assert!(matches!(
+            decode_wav(b"ID3\x03 not a wav at all", 60),
+            Err(AudioError::NotWav(_))
+        ));
         let bytes = encode_wav(&tone(16_000, 2.0));
-        assert!(matches!(decode_wav(&bytes, 1), Err(AudioError::TooLong { .. })));
+        assert!(matches!(
+            decode_wav(&bytes, 1),
+            Err(AudioError::TooLong { .. })
+        ));
         let truncated = &bytes[..bytes.len() / 2];
-        assert!(decode_wav(truncated, 60).is_err(), "truncated data is refused");
+        assert!(
+            decode_wav(truncated, 60).is_err(),
+            "truncated data is refused"
+        );
     }
 }

@@ -32,7 +32,8 @@ pub async fn tts(
     _caller: Caller,
     body: Result<Json<TtsBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
+    let Json(body) =
+        body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
     let format = AudioFormat::parse(body.format.as_deref())?;
     let speech = speech::synthesize(
         &state,
@@ -49,7 +50,10 @@ pub async fn tts(
 
 pub fn audio_response(speech: speech::Speech, format: AudioFormat) -> Response {
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     let mut set = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
@@ -72,8 +76,9 @@ pub struct SttQuery {
 
 fn parse_grammar(raw: Option<&str>) -> Result<Option<Vec<String>>, VoiceError> {
     raw.map(|g| {
-        serde_json::from_str::<Vec<String>>(g)
-            .map_err(|e| VoiceError::BadInput(format!("grammar must be a JSON array of strings: {e}")))
+        serde_json::from_str::<Vec<String>>(g).map_err(|e| {
+            VoiceError::BadInput(format!("grammar must be a JSON array of strings: {e}"))
+        })
     })
     .transpose()
 }
@@ -104,17 +109,27 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
             .map_err(|e| VoiceError::BadInput(format!("bad multipart body: {e}")))?
         {
             let name = field.name().unwrap_or_default().to_owned();
-            let data = field.bytes().await.map_err(|e| VoiceError::BadInput(format!("bad multipart field {name:?}: {e}")))?;
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| VoiceError::BadInput(format!("bad multipart field {name:?}: {e}")))?;
             if name == "file" {
                 audio = Some(data);
             } else if data.len() <= 64 * 1024 {
                 fields.insert(name, String::from_utf8_lossy(&data).into_owned());
             }
         }
-        let audio = audio.ok_or_else(|| VoiceError::BadInput("multipart body has no \"file\" field".into()))?;
+        let audio = audio
+            .ok_or_else(|| VoiceError::BadInput("multipart body has no \"file\" field".into()))?;
         return Ok(Upload { audio, fields });
     }
-    let accepted = ["audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream"];
+    let accepted = [
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/vnd.wave",
+        "application/octet-stream",
+    ];
     if !accepted.iter().any(|t| content_type.starts_with(t)) {
         return Err(VoiceError::BadInput(format!(
             "content type {content_type:?} is not accepted: send audio/wav or multipart/form-data"
@@ -123,12 +138,18 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
     let limit = state.config.max_audio_bytes;
     let audio = Bytes::from_request(request, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            VoiceError::AudioTooLarge { bytes: limit + 1, limit }
+            VoiceError::AudioTooLarge {
+                bytes: limit + 1,
+                limit,
+            }
         } else {
             VoiceError::BadInput(e.body_text())
         }
     })?;
-    Ok(Upload { audio, fields: std::collections::HashMap::new() })
+    Ok(Upload {
+        audio,
+        fields: std::collections::HashMap::new(),
+    })
 }
 
 /// `POST /api/v1/stt` → `{text, language, engine, duration, segments, cached}`.
@@ -154,12 +175,20 @@ pub async fn stt(
     Ok(Json(transcription))
 }
 
-pub async fn voices(State(state): State<AppState>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn voices(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let engines = state.engines.get().ok_or(VoiceError::Loading)?;
     Ok(Json(json!({ "voices": engines.tts.voices() })))
 }
 
-pub async fn engines(State(state): State<AppState>, _caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn engines(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let engines = state.engines.get().ok_or(VoiceError::Loading)?;
-    Ok(Json(json!({ "profile": engines.profile, "engines": engines.status() })))
+    Ok(Json(
+        json!({ "profile": engines.profile, "engines": engines.status() }),
+    ))
 }

@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::Caller;
 use super::native::{audio_response, read_upload};
-use crate::speech::{self, AudioFormat, SpeechRequest, TranscribeRequest, Transcription, VoiceError};
+use crate::speech::{
+    self, AudioFormat, SpeechRequest, TranscribeRequest, Transcription, VoiceError,
+};
 use crate::state::AppState;
 
 /// OpenAI's built-in voice names; they map to the default voice, so that
@@ -31,7 +33,11 @@ impl From<VoiceError> for OpenAiError {
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
         let status = self.0.status();
-        let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        let kind = if status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
         let body = json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": self.0.code()}});
         (status, Json(body)).into_response()
     }
@@ -77,12 +83,19 @@ pub async fn speech(
 /// `POST /v1/audio/transcriptions` (multipart: `file`, `model`, `language`,
 /// `response_format` json/text/srt/vtt/verbose_json). `model` names an
 /// engine (`whisper`, `vosk`); `whisper-1` and others let routing pick.
-pub async fn transcriptions(State(state): State<AppState>, _caller: Caller, request: Request) -> Result<Response, OpenAiError> {
+pub async fn transcriptions(
+    State(state): State<AppState>,
+    _caller: Caller,
+    request: Request,
+) -> Result<Response, OpenAiError> {
     let upload = read_upload(&state, request).await?;
     let field = |name: &str| upload.fields.get(name).cloned().filter(|v| !v.is_empty());
     let format = field("response_format").unwrap_or_else(|| "json".into());
     if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format.as_str()) {
-        return Err(VoiceError::BadInput(format!("response_format {format:?} is not json, text, srt, vtt or verbose_json")).into());
+        return Err(VoiceError::BadInput(format!(
+            "response_format {format:?} is not json, text, srt, vtt or verbose_json"
+        ))
+        .into());
     }
     let engine = field("model").filter(|m| m == "whisper" || m == "vosk");
     let t = speech::transcribe(
@@ -126,7 +139,13 @@ pub fn subtitles(t: &Transcription, vtt: bool) -> String {
     let stamp = |secs: f64| {
         let ms = (secs.max(0.0) * 1000.0).round() as u64;
         let sep = if vtt { '.' } else { ',' };
-        format!("{:02}:{:02}:{:02}{sep}{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+        format!(
+            "{:02}:{:02}:{:02}{sep}{:03}",
+            ms / 3_600_000,
+            ms / 60_000 % 60,
+            ms / 1000 % 60,
+            ms % 1000
+        )
     };
     let mut out = String::new();
     if vtt {
@@ -136,7 +155,12 @@ pub fn subtitles(t: &Transcription, vtt: bool) -> String {
         if !vtt {
             out.push_str(&format!("{}\n", i + 1));
         }
-        out.push_str(&format!("{} --> {}\n{}\n\n", stamp(s.start), stamp(s.end), s.text));
+        out.push_str(&format!(
+            "{} --> {}\n{}\n\n",
+            stamp(s.start),
+            stamp(s.end),
+            s.text
+        ));
     }
     out
 }
@@ -144,7 +168,13 @@ pub fn subtitles(t: &Transcription, vtt: bool) -> String {
 pub async fn models(State(state): State<AppState>, _caller: Caller) -> Response {
     let mut ids = vec!["whisper-1".to_owned(), "tts-1".to_owned()];
     if let Some(engines) = state.engines.get() {
-        ids.extend(engines.status().into_iter().filter(|e| e.healthy).map(|e| e.name.to_owned()));
+        ids.extend(
+            engines
+                .status()
+                .into_iter()
+                .filter(|e| e.healthy)
+                .map(|e| e.name.to_owned()),
+        );
     }
     let data: Vec<_> = ids
         .into_iter()
@@ -153,7 +183,10 @@ pub async fn models(State(state): State<AppState>, _caller: Caller) -> Response 
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-pub async fn voices(State(state): State<AppState>, _caller: Caller) -> Result<Response, OpenAiError> {
+pub async fn voices(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Response, OpenAiError> {
     let engines = state.engines.get().ok_or(VoiceError::Loading)?;
     let voices: Vec<_> = engines
         .tts
@@ -176,10 +209,20 @@ mod tests {
             language: "en".into(),
             engine: "whisper".into(),
             duration: 3.5,
-            segments: vec![Segment { start: 0.0, end: 3661.5, text: "hi there".into() }],
+            segments: vec![Segment {
+                start: 0.0,
+                end: 3661.5,
+                text: "hi there".into(),
+            }],
             cached: false,
         };
-        assert_eq!(subtitles(&t, false), "1\n00:00:00,000 --> 01:01:01,500\nhi there\n\n");
-        assert_eq!(subtitles(&t, true), "WEBVTT\n\n00:00:00.000 --> 01:01:01.500\nhi there\n\n");
+        assert_eq!(
+            subtitles(&t, false),
+            "1\n00:00:00,000 --> 01:01:01,500\nhi there\n\n"
+        );
+        assert_eq!(
+            subtitles(&t, true),
+            "WEBVTT\n\n00:00:00.000 --> 01:01:01.500\nhi there\n\n"
+        );
     }
 }

@@ -51,7 +51,12 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthReport> {
             }
         }
     }
-    Json(HealthReport::new("voice", env!("CARGO_PKG_VERSION"), dependencies, 0))
+    Json(HealthReport::new(
+        "voice",
+        env!("CARGO_PKG_VERSION"),
+        dependencies,
+        0,
+    ))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {

@@ -26,11 +26,20 @@ pub struct Transcript {
 #[derive(Debug, thiserror::Error)]
 pub enum SttError {
     #[error("{engine} has no model for language {language:?}")]
-    NoModel { engine: &'static str, language: String },
+    NoModel {
+        engine: &'static str,
+        language: String,
+    },
     #[error("{engine} is not available: {reason}")]
-    Unavailable { engine: &'static str, reason: String },
+    Unavailable {
+        engine: &'static str,
+        reason: String,
+    },
     #[error("{engine} failed: {reason}")]
-    Failed { engine: &'static str, reason: String },
+    Failed {
+        engine: &'static str,
+        reason: String,
+    },
 }
 
 /// Options of one recognition.

@@ -92,41 +92,101 @@ mod tests {
 
     fn engines(vosk_has_language: bool) -> Vec<EngineFacts> {
         vec![
-            EngineFacts { name: "whisper", supports_language: true, supports_grammar: false },
-            EngineFacts { name: "vosk", supports_language: vosk_has_language, supports_grammar: true },
+            EngineFacts {
+                name: "whisper",
+                supports_language: true,
+                supports_grammar: false,
+            },
+            EngineFacts {
+                name: "vosk",
+                supports_language: vosk_has_language,
+                supports_grammar: true,
+            },
         ]
     }
 
     fn req(engine: Option<&str>, secs: f64, grammar: bool) -> RouteRequest<'_> {
-        RouteRequest { engine, duration_secs: secs, has_grammar: grammar }
+        RouteRequest {
+            engine,
+            duration_secs: secs,
+            has_grammar: grammar,
+        }
     }
 
     #[test]
     fn cpu_short_audio_goes_to_vosk_first_long_to_whisper() {
-        assert_eq!(plan(&engines(true), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(), [1, 0]);
-        assert_eq!(plan(&engines(true), &req(None, 30.0, false), Profile::Cpu, 10.0).unwrap(), [0, 1]);
+        assert_eq!(
+            plan(&engines(true), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            [1, 0]
+        );
+        assert_eq!(
+            plan(&engines(true), &req(None, 30.0, false), Profile::Cpu, 10.0).unwrap(),
+            [0, 1]
+        );
     }
 
     #[test]
     fn gpu_prefers_whisper_and_language_decides_capability() {
-        assert_eq!(plan(&engines(true), &req(None, 3.0, false), Profile::Gpu, 10.0).unwrap(), [0, 1]);
-        assert_eq!(plan(&engines(false), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(), [0]);
+        assert_eq!(
+            plan(&engines(true), &req(None, 3.0, false), Profile::Gpu, 10.0).unwrap(),
+            [0, 1]
+        );
+        assert_eq!(
+            plan(&engines(false), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            [0]
+        );
     }
 
     #[test]
     fn explicit_engine_wins_alone() {
-        assert_eq!(plan(&engines(true), &req(Some("whisper"), 3.0, false), Profile::Cpu, 10.0).unwrap(), [0]);
         assert_eq!(
-            plan(&engines(false), &req(Some("vosk"), 3.0, false), Profile::Cpu, 10.0),
+            plan(
+                &engines(true),
+                &req(Some("whisper"), 3.0, false),
+                Profile::Cpu,
+                10.0
+            )
+            .unwrap(),
+            [0]
+        );
+        assert_eq!(
+            plan(
+                &engines(false),
+                &req(Some("vosk"), 3.0, false),
+                Profile::Cpu,
+                10.0
+            ),
             Err(RouteError::EngineLacksLanguage("vosk".into()))
         );
-        assert!(matches!(plan(&engines(true), &req(Some("google"), 3.0, false), Profile::Cpu, 10.0), Err(RouteError::UnknownEngine(_))));
+        assert!(matches!(
+            plan(
+                &engines(true),
+                &req(Some("google"), 3.0, false),
+                Profile::Cpu,
+                10.0
+            ),
+            Err(RouteError::UnknownEngine(_))
+        ));
     }
 
     #[test]
     fn grammar_needs_vosk() {
-        assert_eq!(plan(&engines(true), &req(None, 30.0, true), Profile::Gpu, 10.0).unwrap(), [1]);
-        assert_eq!(plan(&engines(false), &req(None, 3.0, true), Profile::Cpu, 10.0), Err(RouteError::GrammarNeedsVosk));
-        assert_eq!(plan(&engines(true), &req(Some("whisper"), 3.0, true), Profile::Cpu, 10.0), Err(RouteError::GrammarNeedsVosk));
+        assert_eq!(
+            plan(&engines(true), &req(None, 30.0, true), Profile::Gpu, 10.0).unwrap(),
+            [1]
+        );
+        assert_eq!(
+            plan(&engines(false), &req(None, 3.0, true), Profile::Cpu, 10.0),
+            Err(RouteError::GrammarNeedsVosk)
+        );
+        assert_eq!(
+            plan(
+                &engines(true),
+                &req(Some("whisper"), 3.0, true),
+                Profile::Cpu,
+                10.0
+            ),
+            Err(RouteError::GrammarNeedsVosk)
+        );
     }
 }

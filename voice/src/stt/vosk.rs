@@ -27,7 +27,9 @@ impl VoskStt {
             Ok(entries) => {
                 for entry in entries.flatten() {
                     let path = entry.path();
-                    let Some(language) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                    let Some(language) =
+                        path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+                    else {
                         continue;
                     };
                     if !path.is_dir() || !crate::tts::safe_name(&language) {
@@ -73,13 +75,15 @@ impl SpeechToText for VoskStt {
     }
 
     fn transcribe(&self, samples: &[f32], options: &SttOptions) -> Result<Transcript, SttError> {
-        let (language, model) = self.model(options.language.as_deref()).ok_or_else(|| SttError::NoModel {
-            engine: ENGINE,
-            language: options
-                .language
-                .clone()
-                .unwrap_or_else(|| self.default_language.clone()),
-        })?;
+        let (language, model) =
+            self.model(options.language.as_deref())
+                .ok_or_else(|| SttError::NoModel {
+                    engine: ENGINE,
+                    language: options
+                        .language
+                        .clone()
+                        .unwrap_or_else(|| self.default_language.clone()),
+                })?;
         let rate = STT_SAMPLE_RATE as f32;
         let recognizer = match &options.grammar {
             Some(phrases) => Recognizer::new_with_grammar(model, rate, phrases),
@@ -98,10 +102,12 @@ impl SpeechToText for VoskStt {
         // Feed in chunks; Vosk finalizes utterances at pauses, and each
         // finished utterance's words must be collected before the next.
         for chunk in pcm.chunks(8000) {
-            let state = recognizer.accept_waveform(chunk).map_err(|e| SttError::Failed {
-                engine: ENGINE,
-                reason: format!("{e:?}"),
-            })?;
+            let state = recognizer
+                .accept_waveform(chunk)
+                .map_err(|e| SttError::Failed {
+                    engine: ENGINE,
+                    reason: format!("{e:?}"),
+                })?;
             if state == vosk::DecodingState::Finalized {
                 collect(&mut words, &recognizer.result());
             }
@@ -131,11 +137,20 @@ impl SpeechToText for VoskStt {
 /// Appends a finished utterance's words.
 fn collect(words: &mut Vec<Segment>, result: &vosk::CompleteResult) {
     let timed: Vec<(f32, f32, &str)> = match result {
-        vosk::CompleteResult::Single(single) => single.result.iter().map(|w| (w.start, w.end, w.word)).collect(),
+        vosk::CompleteResult::Single(single) => single
+            .result
+            .iter()
+            .map(|w| (w.start, w.end, w.word))
+            .collect(),
         vosk::CompleteResult::Multiple(multi) => multi
             .alternatives
             .first()
-            .map(|best| best.result.iter().map(|w| (w.start, w.end, w.word)).collect())
+            .map(|best| {
+                best.result
+                    .iter()
+                    .map(|w| (w.start, w.end, w.word))
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     words.extend(

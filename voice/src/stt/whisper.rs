@@ -18,6 +18,9 @@ pub struct WhisperStt {
 
 impl WhisperStt {
     pub fn load(model: &Path, threads: usize, use_gpu: bool) -> Self {
+        // whisper.cpp prints to stderr by default; this sends it to the
+        // `log` facade instead, which the service does not print.
+        whisper_rs::install_logging_hooks();
         let mut params = WhisperContextParameters::default();
         params.use_gpu(use_gpu);
         let (context, problem) = if !model.is_file() {
@@ -28,7 +31,9 @@ impl WhisperStt {
                 Err(e) => (None, Some(format!("cannot load {}: {e}", model.display()))),
             }
         };
-        let multilingual = context.as_ref().is_some_and(WhisperContext::is_multilingual);
+        let multilingual = context
+            .as_ref()
+            .is_some_and(WhisperContext::is_multilingual);
         if problem.is_none() {
             tracing::info!(model = %model.display(), multilingual, use_gpu, "whisper model loaded");
         }

@@ -81,7 +81,10 @@ impl TextToSpeech for EspeakTts {
             });
         }
         let wpm = (BASE_WPM * speed.clamp(0.25, 4.0)).round() as u32;
-        let failed = |reason: String| TtsError::Failed { engine: ENGINE, reason };
+        let failed = |reason: String| TtsError::Failed {
+            engine: ENGINE,
+            reason,
+        };
         let mut child = Command::new(&self.program)
             .args(["--stdout", "-v", voice, "-s", &wpm.to_string()])
             .stdin(Stdio::piped())
@@ -97,7 +100,9 @@ impl TextToSpeech for EspeakTts {
                 .write_all(text.as_bytes())
                 .map_err(|e| failed(format!("writing text: {e}")))?;
         }
-        let out = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| failed(e.to_string()))?;
         if !out.status.success() {
             return Err(failed(format!(
                 "exit {}: {}",

@@ -23,9 +23,15 @@ pub enum TtsError {
     #[error("{engine} has no voice {voice:?}")]
     UnknownVoice { engine: &'static str, voice: String },
     #[error("{engine} is not available: {reason}")]
-    Unavailable { engine: &'static str, reason: String },
+    Unavailable {
+        engine: &'static str,
+        reason: String,
+    },
     #[error("{engine} failed: {reason}")]
-    Failed { engine: &'static str, reason: String },
+    Failed {
+        engine: &'static str,
+        reason: String,
+    },
 }
 
 pub trait TextToSpeech: Send + Sync {
@@ -87,7 +93,12 @@ impl TtsChain {
     }
 
     /// Tries the plan in order until one engine succeeds.
-    pub fn synthesize(&self, text: &str, voice: Option<&str>, speed: f32) -> Result<Synthesis, ChainError> {
+    pub fn synthesize(
+        &self,
+        text: &str,
+        voice: Option<&str>,
+        speed: f32,
+    ) -> Result<Synthesis, ChainError> {
         let mut fallbacks = Vec::new();
         for (index, voice) in self.plan(voice)? {
             let engine = &self.engines[index];
@@ -149,7 +160,12 @@ mod tests {
         fn voices(&self) -> Vec<VoiceInfo> {
             self.voices
                 .iter()
-                .map(|v| VoiceInfo { name: (*v).into(), engine: self.name, language: "en".into(), sample_rate: 16_000 })
+                .map(|v| VoiceInfo {
+                    name: (*v).into(),
+                    engine: self.name,
+                    language: "en".into(),
+                    sample_rate: 16_000,
+                })
                 .collect()
         }
         fn default_voice(&self) -> Option<String> {
@@ -157,9 +173,15 @@ mod tests {
         }
         fn synthesize(&self, _: &str, _: &str, _: f32) -> Result<Audio, TtsError> {
             if self.fails {
-                Err(TtsError::Failed { engine: self.name, reason: "boom".into() })
+                Err(TtsError::Failed {
+                    engine: self.name,
+                    reason: "boom".into(),
+                })
             } else {
-                Ok(Audio { samples: vec![0.1; 10], sample_rate: 16_000 })
+                Ok(Audio {
+                    samples: vec![0.1; 10],
+                    sample_rate: 16_000,
+                })
             }
         }
         fn health(&self) -> Result<(), String> {
@@ -170,8 +192,16 @@ mod tests {
     fn chain(first_fails: bool) -> TtsChain {
         TtsChain {
             engines: vec![
-                Box::new(Fake { name: "a", voices: vec!["a1", "a2"], fails: first_fails }),
-                Box::new(Fake { name: "b", voices: vec!["b1"], fails: false }),
+                Box::new(Fake {
+                    name: "a",
+                    voices: vec!["a1", "a2"],
+                    fails: first_fails,
+                }),
+                Box::new(Fake {
+                    name: "b",
+                    voices: vec!["b1"],
+                    fails: false,
+                }),
             ],
         }
     }
@@ -179,9 +209,18 @@ mod tests {
     #[test]
     fn plans_the_owner_first_then_defaults() {
         let c = chain(false);
-        assert_eq!(c.plan(Some("b1")).unwrap(), vec![(1, "b1".into()), (0, "a1".into())]);
-        assert_eq!(c.plan(None).unwrap(), vec![(0, "a1".into()), (1, "b1".into())]);
-        assert!(matches!(c.plan(Some("zz")), Err(ChainError::UnknownVoice(_))));
+        assert_eq!(
+            c.plan(Some("b1")).unwrap(),
+            vec![(1, "b1".into()), (0, "a1".into())]
+        );
+        assert_eq!(
+            c.plan(None).unwrap(),
+            vec![(0, "a1".into()), (1, "b1".into())]
+        );
+        assert!(matches!(
+            c.plan(Some("zz")),
+            Err(ChainError::UnknownVoice(_))
+        ));
     }
 
     #[test]

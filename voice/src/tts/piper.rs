@@ -94,8 +94,10 @@ impl PiperTts {
     }
 
     fn load_voice(model: &Path, config_path: &Path) -> Result<LoadedVoice, String> {
-        let raw = std::fs::read_to_string(config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
-        let config: VoiceConfig = serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let raw = std::fs::read_to_string(config_path)
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let config: VoiceConfig =
+            serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", config_path.display()))?;
         let piper = Piper::new(model, config_path).map_err(|e| e.to_string())?;
         let language = config
             .language
@@ -132,10 +134,13 @@ impl TextToSpeech for PiperTts {
     }
 
     fn synthesize(&self, text: &str, voice: &str, speed: f32) -> Result<Audio, TtsError> {
-        let loaded = self.voices.get(voice).ok_or_else(|| TtsError::UnknownVoice {
-            engine: ENGINE,
-            voice: voice.to_owned(),
-        })?;
+        let loaded = self
+            .voices
+            .get(voice)
+            .ok_or_else(|| TtsError::UnknownVoice {
+                engine: ENGINE,
+                voice: voice.to_owned(),
+            })?;
         let mut model = loaded.model.lock().map_err(|_| TtsError::Failed {
             engine: ENGINE,
             reason: "voice model poisoned by an earlier failure".into(),
@@ -148,7 +153,10 @@ impl TextToSpeech for PiperTts {
                 engine: ENGINE,
                 reason: e.to_string(),
             })?;
-        Ok(Audio { samples, sample_rate })
+        Ok(Audio {
+            samples,
+            sample_rate,
+        })
     }
 
     fn health(&self) -> Result<(), String> {

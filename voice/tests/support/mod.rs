@@ -1,0 +1,165 @@
+//! Harness for the voice integration tests: the service in-process on its
+//! own runtime (models load once per test binary), real models from
+//! `scripts/fetch-models.sh`, a real redis-server, and helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use voicechat_common::auth::{AuthSettings, JwtSettings};
+use voicechat_testkit::{RedisServer, have_or_skip};
+use voicechat_voice::config::VoiceConfig;
+use voicechat_voice::state::AppState;
+use voicechat_voice::stt::router::Profile;
+
+pub const SECRET: &str = "voice-integration-test-secret-0123456789";
+
+pub fn models_dir() -> PathBuf {
+    std::env::var("VOICE_MODELS_DIR").map_or_else(
+        |_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/voicechat/models-v1")
+        },
+        PathBuf::from,
+    )
+}
+
+/// Whether the real models are installed (or the test must be skipped).
+pub fn models_or_skip(test: &str) -> bool {
+    let m = models_dir();
+    let present = m.join("whisper/ggml-tiny.en.bin").is_file()
+        && m.join("piper/en_US-joe-medium.onnx").is_file()
+        && m.join("vosk/ko").is_dir();
+    have_or_skip(
+        present,
+        test,
+        "models",
+        "voice models (scripts/fetch-models.sh)",
+    ) && have_or_skip(RedisServer::available(), test, "redis", "redis-server")
+}
+
+pub fn token(user: &str) -> String {
+    JwtSettings::hs256(SECRET.as_bytes().to_vec())
+        .expect("secret")
+        .mint(user, Duration::from_secs(600))
+        .expect("mint")
+}
+
+pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) -> VoiceConfig {
+    let models = models_dir();
+    VoiceConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthSettings::Local(JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("secret")),
+        redis_url,
+        cache_ttl: Duration::from_secs(600),
+        redis_timeout: Duration::from_millis(300),
+        whisper_model: models.join("whisper/ggml-tiny.en.bin"),
+        models_dir: models,
+        piper_dir,
+        vosk_dir,
+        vosk_default_language: "en".into(),
+        vosk_max_secs: 15.0,
+        espeak_program: "espeak-ng".into(),
+        espeak_default_voice: "en-us".into(),
+        profile: Profile::Cpu,
+        threads: 2,
+        inference_concurrency: 1,
+        max_text_chars: 500,
+        max_audio_bytes: 4 * 1024 * 1024,
+        max_audio_secs: 60,
+        vad_threshold_dbfs: -45.0,
+    }
+}
+
+/// A voice service running on its own runtime thread for the whole binary.
+pub struct Service {
+    pub addr: SocketAddr,
+    pub redis: Option<RedisServer>,
+}
+
+impl Service {
+    /// Starts the service and waits until its models are loaded.
+    pub fn start(config: VoiceConfig, redis: Option<RedisServer>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let state = AppState::from_config(config).expect("state");
+                state.load_engines().await;
+                tx.send(addr).expect("send addr");
+                voicechat_voice::app::serve(listener, state, std::future::pending())
+                    .await
+                    .expect("serve");
+            });
+        });
+        let addr = rx.recv().expect("service address");
+        Self { addr, redis }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// The full service: all models, Redis cache.
+pub fn service() -> &'static Service {
+    static SERVICE: OnceLock<Service> = OnceLock::new();
+    SERVICE.get_or_init(|| {
+        let redis = RedisServer::start();
+        let m = models_dir();
+        Service::start(
+            config(Some(redis.url()), m.join("piper"), m.join("vosk")),
+            Some(redis),
+        )
+    })
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// Word error rate of `hypothesis` against `reference`, on lowercase words
+/// without punctuation (Levenshtein distance over words / reference length).
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let words = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .collect::<String>()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut cur = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(rw != hw))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// A WAV of `secs` of silence at `rate`.
+pub fn silence_wav(rate: u32, secs: f32) -> Vec<u8> {
+    let audio = voicechat_voice::audio::Audio {
+        samples: vec![0.0; (rate as f32 * secs) as usize],
+        sample_rate: rate,
+    };
+    voicechat_voice::audio::encode_wav(&audio)
+}
