@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use voicechat_common::auth::{AuthError, Principal, bearer_from_headers, bearer_from_ws_protocols};
+use voicechat_common::auth::{AuthError, Principal, websocket_token};
 
 use crate::conversation::{Conversation, OpenError, admit};
 use crate::protocol::{ClientMessage, ServerEvent};
@@ -48,12 +48,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let from_protocol = bearer_from_ws_protocols(&headers);
-    let token = query
-        .token
-        .as_deref()
-        .or_else(|| bearer_from_headers(&headers))
-        .or(from_protocol);
+    let token = websocket_token(query.token.as_deref(), &headers);
     let limits = &state.config.limits;
     // Small per-socket buffers: the defaults (128 KiB each way) dominate
     // the memory of an idle connection; chat frames are a few hundred bytes.
@@ -62,13 +57,11 @@ pub async fn upgrade(
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes);
-    if from_protocol.is_some() {
-        // The client offered `bearer, <token>`; it must get one of its
-        // offers back or browsers fail the handshake.
+    if token.is_some_and(|(_, via_protocol)| via_protocol) {
         ws = ws.protocols(["bearer"]);
     }
     let auth = match token {
-        Some(t) => state.verifier.verify(t).await,
+        Some((t, _)) => state.verifier.verify(t).await,
         None => Err(AuthError::Missing),
     };
     let tracker = state.tasks.clone();

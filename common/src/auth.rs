@@ -485,6 +485,20 @@ pub fn bearer_from_ws_protocols(headers: &HeaderMap) -> Option<&str> {
     parts.next().filter(|t| !t.is_empty())
 }
 
+/// The token of a WebSocket handshake: `?token=` (the original system's
+/// form), `Authorization: Bearer`, or the subprotocol offer
+/// `bearer, <token>`. The flag says it came as a subprotocol, in which case
+/// the server must select `bearer` or browsers fail the handshake.
+pub fn websocket_token<'a>(
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+) -> Option<(&'a str, bool)> {
+    query
+        .map(|t| (t, false))
+        .or_else(|| bearer_from_headers(headers).map(|t| (t, false)))
+        .or_else(|| bearer_from_ws_protocols(headers).map(|t| (t, true)))
+}
+
 /// Authenticates a REST request from its `Authorization: Bearer` header,
 /// as both services do: 401 for a missing or refused token, 503 when the
 /// remote verifier is down.

@@ -12,7 +12,7 @@ use crate::cache::{CacheError, ResultCache};
 use crate::config::VoiceConfig;
 use crate::engines::Engines;
 use crate::metrics::VoiceMetrics;
-use crate::routes::{native, openai, ops};
+use crate::routes::{native, openai, ops, stream};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stt", post(native::stt))
         .route("/api/v1/voices", get(native::voices))
         .route("/api/v1/engines", get(native::engines))
+        .route("/ws/stt", get(stream::upgrade))
         .route("/v1/audio/speech", post(openai::speech))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         .route("/v1/audio/voices", get(openai::voices))

@@ -3,6 +3,7 @@
 pub mod native;
 pub mod openai;
 pub mod ops;
+pub mod stream;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -51,6 +51,25 @@ pub struct SttOptions {
     pub grammar: Option<Vec<String>>,
 }
 
+/// What a streaming recognizer reports after a chunk of audio.
+#[derive(Debug, Clone)]
+pub enum StreamUpdate {
+    /// Nothing new to say.
+    Nothing,
+    /// The current utterance's text so far; it may still change.
+    Partial(String),
+    /// An utterance ended (a pause): this text is settled.
+    Final(Transcript),
+}
+
+/// An utterance being recognized as its audio arrives.
+pub trait SttStream: Send {
+    /// Takes 16 kHz mono 16-bit samples.
+    fn accept(&mut self, samples: &[i16]) -> Result<StreamUpdate, SttError>;
+    /// Ends the audio: the settled text of what was not yet final.
+    fn finish(&mut self) -> Result<Transcript, SttError>;
+}
+
 pub trait SpeechToText: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether the engine can recognize `language` (`None`: its default).
@@ -59,5 +78,7 @@ pub trait SpeechToText: Send + Sync {
     fn languages(&self) -> Vec<String>;
     /// Recognizes 16 kHz mono samples.
     fn transcribe(&self, samples: &[f32], options: &SttOptions) -> Result<Transcript, SttError>;
+    /// Starts recognizing audio that arrives in pieces.
+    fn start_stream(&self, options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError>;
     fn health(&self) -> Result<(), String>;
 }

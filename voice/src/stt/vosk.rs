@@ -6,7 +6,7 @@ use std::path::Path;
 
 use vosk::{Model, Recognizer};
 
-use super::{Segment, SpeechToText, SttError, SttOptions, Transcript};
+use super::{Segment, SpeechToText, StreamUpdate, SttError, SttOptions, SttStream, Transcript};
 use crate::audio::STT_SAMPLE_RATE;
 
 const ENGINE: &str = "vosk";
@@ -58,6 +58,81 @@ impl VoskStt {
     fn model(&self, language: Option<&str>) -> Option<(&String, &Model)> {
         self.models
             .get_key_value(language.unwrap_or(&self.default_language))
+    }
+}
+
+impl VoskStt {
+    fn recognizer(&self, options: &SttOptions) -> Result<(&String, Recognizer), SttError> {
+        let (language, model) =
+            self.model(options.language.as_deref())
+                .ok_or_else(|| SttError::NoModel {
+                    engine: ENGINE,
+                    language: options
+                        .language
+                        .clone()
+                        .unwrap_or_else(|| self.default_language.clone()),
+                })?;
+        let rate = STT_SAMPLE_RATE as f32;
+        let recognizer = match &options.grammar {
+            Some(phrases) => Recognizer::new_with_grammar(model, rate, phrases),
+            None => Recognizer::new(model, rate),
+        };
+        let mut recognizer = recognizer.ok_or_else(|| SttError::Failed {
+            engine: ENGINE,
+            reason: "cannot create a recognizer".into(),
+        })?;
+        recognizer.set_words(true);
+        Ok((language, recognizer))
+    }
+}
+
+struct VoskStream {
+    recognizer: Recognizer,
+    language: String,
+    last_partial: String,
+}
+
+fn settled(language: &str, result: &vosk::CompleteResult) -> Transcript {
+    let mut segments = Vec::new();
+    collect(&mut segments, result);
+    Transcript {
+        text: segments
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        language: language.to_owned(),
+        segments,
+    }
+}
+
+impl SttStream for VoskStream {
+    fn accept(&mut self, samples: &[i16]) -> Result<StreamUpdate, SttError> {
+        let state = self
+            .recognizer
+            .accept_waveform(samples)
+            .map_err(|e| SttError::Failed {
+                engine: ENGINE,
+                reason: format!("{e:?}"),
+            })?;
+        if state == vosk::DecodingState::Finalized {
+            self.last_partial.clear();
+            return Ok(StreamUpdate::Final(settled(
+                &self.language,
+                &self.recognizer.result(),
+            )));
+        }
+        let partial = self.recognizer.partial_result().partial.to_owned();
+        if partial == self.last_partial {
+            return Ok(StreamUpdate::Nothing);
+        }
+        self.last_partial.clone_from(&partial);
+        Ok(StreamUpdate::Partial(partial))
+    }
+
+    fn finish(&mut self) -> Result<Transcript, SttError> {
+        self.last_partial.clear();
+        Ok(settled(&self.language, &self.recognizer.final_result()))
     }
 }
 
@@ -124,6 +199,15 @@ impl SpeechToText for VoskStt {
             language: language.clone(),
             segments,
         })
+    }
+
+    fn start_stream(&self, options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {
+        let (language, recognizer) = self.recognizer(options)?;
+        Ok(Box::new(VoskStream {
+            recognizer,
+            language: language.clone(),
+            last_partial: String::new(),
+        }))
     }
 
     fn health(&self) -> Result<(), String> {

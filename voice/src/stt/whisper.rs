@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
-use super::{Segment, SpeechToText, SttError, SttOptions, Transcript};
+use super::{Segment, SpeechToText, StreamUpdate, SttError, SttOptions, SttStream, Transcript};
 
 const ENGINE: &str = "whisper";
 
@@ -127,10 +127,68 @@ impl SpeechToText for WhisperStt {
         })
     }
 
+    fn start_stream(&self, options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {
+        if self.context.is_none() {
+            return Err(SttError::Unavailable {
+                engine: ENGINE,
+                reason: self.problem.clone().unwrap_or_default(),
+            });
+        }
+        Ok(Box::new(WhisperStream {
+            engine: self,
+            options: options.clone(),
+            buffer: Vec::new(),
+            decoded_up_to: 0,
+        }))
+    }
+
     fn health(&self) -> Result<(), String> {
         match &self.problem {
             Some(p) => Err(p.clone()),
             None => Ok(()),
         }
+    }
+}
+
+/// Whisper has no streaming mode: the stream keeps the utterance's audio
+/// and re-decodes it every `PARTIAL_EVERY` of new audio for partial text,
+/// and once more at the end for the final text. Audio past Whisper's
+/// 30-second window is settled as a final result and a new window begins.
+struct WhisperStream<'a> {
+    engine: &'a WhisperStt,
+    options: SttOptions,
+    buffer: Vec<f32>,
+    decoded_up_to: usize,
+}
+
+const PARTIAL_EVERY: usize = 2 * crate::audio::STT_SAMPLE_RATE as usize;
+const WINDOW: usize = 28 * crate::audio::STT_SAMPLE_RATE as usize;
+
+impl SttStream for WhisperStream<'_> {
+    fn accept(&mut self, samples: &[i16]) -> Result<StreamUpdate, SttError> {
+        self.buffer
+            .extend(samples.iter().map(|s| f32::from(*s) / 32768.0));
+        if self.buffer.len() >= WINDOW {
+            return self.finish().map(StreamUpdate::Final);
+        }
+        if self.buffer.len() - self.decoded_up_to < PARTIAL_EVERY {
+            return Ok(StreamUpdate::Nothing);
+        }
+        self.decoded_up_to = self.buffer.len();
+        let t = self.engine.transcribe(&self.buffer, &self.options)?;
+        Ok(StreamUpdate::Partial(t.text))
+    }
+
+    fn finish(&mut self) -> Result<Transcript, SttError> {
+        let audio = std::mem::take(&mut self.buffer);
+        self.decoded_up_to = 0;
+        if !crate::audio::vad::has_speech(&audio, crate::audio::STT_SAMPLE_RATE, -45.0, 150) {
+            return Ok(Transcript {
+                text: String::new(),
+                language: self.options.language.clone().unwrap_or_else(|| "en".into()),
+                segments: Vec::new(),
+            });
+        }
+        self.engine.transcribe(&audio, &self.options)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod espeak;
 pub mod piper;
+pub mod sentences;
 
 use serde::Serialize;
 
@@ -102,7 +103,7 @@ impl TtsChain {
         let mut fallbacks = Vec::new();
         for (index, voice) in self.plan(voice)? {
             let engine = &self.engines[index];
-            match engine.synthesize(text, &voice, speed) {
+            match synthesize_sentences(engine.as_ref(), text, &voice, speed) {
                 Ok(audio) if !audio.samples.is_empty() => {
                     return Ok(Synthesis {
                         audio,
@@ -129,6 +130,44 @@ impl TtsChain {
     pub fn voices(&self) -> Vec<VoiceInfo> {
         self.engines.iter().flat_map(|e| e.voices()).collect()
     }
+}
+
+/// Longest piece of text given to an engine at once.
+const MAX_SENTENCE_CHARS: usize = 400;
+/// Silence between sentences.
+const SENTENCE_PAUSE_SECS: f32 = 0.25;
+
+/// One engine, one voice, the text sentence by sentence, joined with a
+/// short pause; the first failure fails the whole text (the chain then
+/// tries the next engine with all of it, so one answer has one voice).
+fn synthesize_sentences(
+    engine: &dyn TextToSpeech,
+    text: &str,
+    voice: &str,
+    speed: f32,
+) -> Result<Audio, TtsError> {
+    let mut joined: Option<Audio> = None;
+    for sentence in sentences::split(text, MAX_SENTENCE_CHARS) {
+        let audio = engine.synthesize(&sentence, voice, speed)?;
+        match &mut joined {
+            None => joined = Some(audio),
+            Some(all) => {
+                if audio.sample_rate != all.sample_rate {
+                    return Err(TtsError::Failed {
+                        engine: engine.name(),
+                        reason: "sentences came back at different sample rates".into(),
+                    });
+                }
+                let pause = (all.sample_rate as f32 * SENTENCE_PAUSE_SECS) as usize;
+                all.samples.extend(std::iter::repeat_n(0.0, pause));
+                all.samples.extend(audio.samples);
+            }
+        }
+    }
+    joined.ok_or_else(|| TtsError::Failed {
+        engine: engine.name(),
+        reason: "no text to speak".into(),
+    })
 }
 
 /// Voice and model names come from clients and become file names or
