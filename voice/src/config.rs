@@ -8,6 +8,7 @@ use std::time::Duration;
 use voicechat_common::auth::AuthSettings;
 use voicechat_common::config::{self, ConfigError};
 
+use crate::google::GoogleSettings;
 use crate::stt::router::Profile;
 
 /// Whisper models tried in order when `WHISPER_MODEL` is unset, per
@@ -51,6 +52,8 @@ pub struct VoiceConfig {
     pub max_audio_bytes: usize,
     pub max_audio_secs: u32,
     pub vad_threshold_dbfs: f32,
+    /// Google Cloud engines; `None` unless `GOOGLE_APPLICATION_CREDENTIALS` is set.
+    pub google: Option<GoogleSettings>,
 }
 
 impl VoiceConfig {
@@ -118,6 +121,7 @@ impl VoiceConfig {
             max_audio_bytes: config::env_parse("VOICE_MAX_AUDIO_BYTES", 25 * 1024 * 1024usize)?,
             max_audio_secs: config::env_parse("VOICE_MAX_AUDIO_SECS", 600u32)?,
             vad_threshold_dbfs: config::env_parse("VAD_THRESHOLD_DBFS", -45.0f32)?,
+            google: google_from_env()?,
         })
     }
 }
@@ -133,4 +137,22 @@ pub fn default_whisper_model(dir: &std::path::Path, profile: Profile) -> PathBuf
         .map(|name| dir.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| dir.join(list[0]))
+}
+
+fn google_from_env() -> Result<Option<GoogleSettings>, ConfigError> {
+    let Some(credentials) = config::env_string("GOOGLE_APPLICATION_CREDENTIALS") else {
+        return Ok(None);
+    };
+    Ok(Some(GoogleSettings {
+        credentials: PathBuf::from(credentials),
+        tts_enabled: config::env_bool("GOOGLE_TTS", true)?,
+        stt_enabled: config::env_bool("GOOGLE_STT", true)?,
+        tts_url: config::env_string("GOOGLE_TTS_URL")
+            .unwrap_or_else(|| "https://texttospeech.googleapis.com/v1/text:synthesize".into()),
+        stt_url: config::env_string("GOOGLE_STT_URL")
+            .unwrap_or_else(|| "https://speech.googleapis.com/v1/speech:recognize".into()),
+        tts_voice: config::env_string("GOOGLE_TTS_VOICE")
+            .unwrap_or_else(|| "en-US-Standard-C".into()),
+        timeout: Duration::from_secs(config::env_parse("GOOGLE_TIMEOUT_SECS", 30u64)?),
+    }))
 }

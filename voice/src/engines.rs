@@ -3,13 +3,15 @@
 use serde::Serialize;
 
 use crate::config::VoiceConfig;
+use crate::google::stt::GoogleStt;
+use crate::google::tts::GoogleTts;
 use crate::stt::SpeechToText;
 use crate::stt::router::{EngineFacts, Profile};
 use crate::stt::vosk::VoskStt;
 use crate::stt::whisper::WhisperStt;
-use crate::tts::TtsChain;
 use crate::tts::espeak::EspeakTts;
 use crate::tts::piper::PiperTts;
+use crate::tts::{TextToSpeech, TtsChain};
 
 pub struct Engines {
     pub tts: TtsChain,
@@ -43,11 +45,25 @@ impl Engines {
             config.profile == Profile::Gpu,
         );
         let vosk = VoskStt::load(&config.vosk_dir, config.vosk_default_language.clone());
+        let mut tts: Vec<Box<dyn TextToSpeech>> = vec![Box::new(piper), Box::new(espeak)];
+        let mut stt: Vec<Box<dyn SpeechToText>> = vec![Box::new(whisper), Box::new(vosk)];
+        // Google last: a remote fallback, used when the local engines cannot.
+        if let Some(google) = &config.google {
+            match reqwest::Client::builder().timeout(google.timeout).build() {
+                Ok(http) => {
+                    if google.tts_enabled {
+                        tts.push(Box::new(GoogleTts::new(google, http.clone())));
+                    }
+                    if google.stt_enabled {
+                        stt.push(Box::new(GoogleStt::new(google, http)));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Google engines not loaded"),
+            }
+        }
         Self {
-            tts: TtsChain {
-                engines: vec![Box::new(piper), Box::new(espeak)],
-            },
-            stt: vec![Box::new(whisper), Box::new(vosk)],
+            tts: TtsChain { engines: tts },
+            stt,
             profile: config.profile,
         }
     }

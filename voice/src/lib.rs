@@ -7,6 +7,7 @@ pub mod audio;
 pub mod cache;
 pub mod config;
 pub mod engines;
+pub mod google;
 pub mod metrics;
 pub mod routes;
 pub mod speech;

@@ -70,6 +70,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         max_audio_bytes: 4 * 1024 * 1024,
         max_audio_secs: 60,
         vad_threshold_dbfs: -45.0,
+        google: None,
     }
 }
 

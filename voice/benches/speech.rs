@@ -1,0 +1,215 @@
+//! Speech throughput: audio seconds per wall second for text-to-speech
+//! (Piper) and speech-to-text (Whisper), through the service's HTTP API
+//! versus calling the engines in-process, and the latency of a cache hit.
+//!
+//! ./scripts/fetch-models.sh && source ~/.cache/voicechat/env.sh
+//! cargo bench -p voicechat-voice --bench speech
+//! BENCH_ROUNDS=5 cargo bench -p voicechat-voice --bench speech
+
+use std::time::{Duration, Instant};
+
+use voicechat_common::auth::{AuthSettings, JwtSettings};
+use voicechat_voice::audio::{self, STT_SAMPLE_RATE};
+use voicechat_voice::config::VoiceConfig;
+use voicechat_voice::engines::Engines;
+use voicechat_voice::state::AppState;
+use voicechat_voice::stt::SttOptions;
+use voicechat_voice::stt::router::Profile;
+
+const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
+const TEXT: &str = "The quick brown fox jumps over the lazy dog. \
+    Voice services turn text into speech and speech back into text. \
+    This paragraph is long enough to take a few seconds to say.";
+
+fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
+    VoiceConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthSettings::Local(JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("secret")),
+        redis_url,
+        cache_ttl: Duration::from_secs(600),
+        redis_timeout: Duration::from_millis(300),
+        whisper_model: models.join("whisper/ggml-tiny.en.bin"),
+        models_dir: models.to_path_buf(),
+        piper_dir: models.join("piper"),
+        vosk_dir: models.join("vosk"),
+        vosk_default_language: "en".into(),
+        vosk_max_secs: 15.0,
+        espeak_program: "espeak-ng".into(),
+        espeak_default_voice: "en-us".into(),
+        profile: Profile::Cpu,
+        threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        inference_concurrency: 1,
+        max_text_chars: 5000,
+        max_audio_bytes: 25 << 20,
+        max_audio_secs: 600,
+        vad_threshold_dbfs: -45.0,
+        google: None,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let models = std::env::var("VOICE_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    if !models.join("whisper/ggml-tiny.en.bin").is_file() {
+        eprintln!(
+            "SKIPPED speech bench: models not found (run ./scripts/fetch-models.sh and source ~/.cache/voicechat/env.sh)"
+        );
+        return;
+    }
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let redis =
+        voicechat_testkit::RedisServer::available().then(voicechat_testkit::RedisServer::start);
+
+    // In-process: the engines alone.
+    let cfg = config(&models, None);
+    let engines = tokio::task::spawn_blocking(move || Engines::load(&cfg))
+        .await
+        .expect("load");
+    let (mut tts_direct, mut stt_direct) = (Vec::new(), Vec::new());
+    let mut speech_secs = 0.0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let s = engines
+            .tts
+            .synthesize(TEXT, Some("en_US-joe-medium"), 1.0)
+            .expect("tts");
+        let elapsed = t.elapsed().as_secs_f64();
+        speech_secs = s.audio.duration_secs();
+        tts_direct.push(speech_secs / elapsed);
+        let samples = audio::resample(&s.audio, STT_SAMPLE_RATE).expect("resample");
+        let t = Instant::now();
+        let whisper = engines
+            .stt
+            .iter()
+            .find(|e| e.name() == "whisper")
+            .expect("whisper");
+        whisper
+            .transcribe(&samples, &SttOptions::default())
+            .expect("stt");
+        stt_direct.push(speech_secs / t.elapsed().as_secs_f64());
+    }
+    drop(engines);
+
+    // Through the service: HTTP, auth, validation, WAV codec, resampling, cache (bypassed by varying speed).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = AppState::from_config(config(
+        &models,
+        redis.as_ref().map(voicechat_testkit::RedisServer::url),
+    ))
+    .expect("state");
+    state.load_engines().await;
+    tokio::spawn(voicechat_voice::app::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let token = JwtSettings::hs256(SECRET.as_bytes().to_vec())
+        .expect("secret")
+        .mint("bench", Duration::from_secs(3600))
+        .expect("token");
+    let http = reqwest::Client::new();
+    let (mut tts_service, mut stt_service) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // A distinct speed each round: never a cache hit.
+        let speed = 1.0 + round as f32 * 0.001;
+        let t = Instant::now();
+        let body = http
+            .post(format!("http://{addr}/api/v1/tts"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": speed}))
+            .send()
+            .await
+            .expect("tts request")
+            .bytes()
+            .await
+            .expect("tts body");
+        let elapsed = t.elapsed().as_secs_f64();
+        let secs = audio::decode_wav(&body, 600).expect("wav").duration_secs();
+        tts_service.push(secs / elapsed);
+        let t = Instant::now();
+        let r = http
+            .post(format!("http://{addr}/api/v1/stt?engine=whisper"))
+            .bearer_auth(&token)
+            .header("content-type", "audio/wav")
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("stt request");
+        assert!(r.status().is_success());
+        stt_service.push(secs / t.elapsed().as_secs_f64());
+    }
+
+    let mut hits = Vec::new();
+    if redis.is_some() {
+        for _ in 0..20 {
+            let t = Instant::now();
+            let r = http
+                .post(format!("http://{addr}/api/v1/tts"))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": 1.0}))
+                .send()
+                .await
+                .expect("tts request");
+            let cached = r.headers().get("x-cache").is_some_and(|v| v == "hit");
+            let _ = r.bytes().await;
+            if cached {
+                hits.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+
+    println!("speech bench: {speech_secs:.1} s of speech per round, {rounds} rounds, medians");
+    println!(
+        "  TTS piper   in-process: {:6.1} audio s / wall s",
+        median(tts_direct.clone())
+    );
+    println!(
+        "  TTS piper   service:    {:6.1} audio s / wall s",
+        median(tts_service.clone())
+    );
+    println!(
+        "  STT whisper in-process: {:6.1} audio s / wall s (tiny.en)",
+        median(stt_direct.clone())
+    );
+    println!(
+        "  STT whisper service:    {:6.1} audio s / wall s",
+        median(stt_service.clone())
+    );
+    println!(
+        "  service / in-process:   TTS {:.2}, STT {:.2}",
+        median(tts_service) / median(tts_direct),
+        median(stt_service) / median(stt_direct)
+    );
+    if hits.is_empty() {
+        println!("  cache hit latency:      not measured (no redis-server)");
+    } else {
+        println!(
+            "  cache hit latency:      {:.2} ms median of {} ({} KiB of WAV)",
+            median(hits.clone()),
+            hits.len(),
+            wav_len(&http, addr, &token).await / 1024
+        );
+    }
+}
+
+async fn wav_len(http: &reqwest::Client, addr: std::net::SocketAddr, token: &str) -> usize {
+    http.post(format!("http://{addr}/api/v1/tts"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": 1.0}))
+        .send()
+        .await
+        .map_or(0, |r| r.content_length().unwrap_or(0) as usize)
+}
