@@ -115,3 +115,13 @@ async fn status_error(response: reqwest::Response) -> LlmError {
         .unwrap_or_else(|| body.chars().take(200).collect());
     LlmError::Status { status, message }
 }
+
+/// Sends a cheap GET and reports whether the server answered 2xx.
+async fn probe_get(request: reqwest::RequestBuilder) -> Result<(), LlmError> {
+    let response = request.send().await.map_err(request_error)?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(status_error(response).await)
+    }
+}

@@ -7,7 +7,9 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, lines, request_error, status_error};
+use super::{
+    ChatModel, LlmError, PromptMessage, TokenStream, lines, probe_get, request_error, status_error,
+};
 use crate::config::LlmSettings;
 
 pub struct OllamaChat {
@@ -77,20 +79,7 @@ impl ChatModel for OllamaChat {
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), LlmError>> {
-        async move {
-            let response = self
-                .http
-                .get(format!("{}/api/version", self.base_url))
-                .send()
-                .await
-                .map_err(request_error)?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(status_error(response).await)
-            }
-        }
-        .boxed()
+        probe_get(self.http.get(format!("{}/api/version", self.base_url))).boxed()
     }
 
     fn name(&self) -> &'static str {

@@ -7,7 +7,9 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, lines, request_error, status_error};
+use super::{
+    ChatModel, LlmError, PromptMessage, TokenStream, lines, probe_get, request_error, status_error,
+};
 use crate::config::LlmSettings;
 
 pub struct OpenAiChat {
@@ -129,19 +131,7 @@ impl ChatModel for OpenAiChat {
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), LlmError>> {
-        async move {
-            let response = self
-                .request(self.http.get(format!("{}/v1/models", self.base_url)))
-                .send()
-                .await
-                .map_err(request_error)?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(status_error(response).await)
-            }
-        }
-        .boxed()
+        probe_get(self.request(self.http.get(format!("{}/v1/models", self.base_url)))).boxed()
     }
 
     fn name(&self) -> &'static str {

@@ -22,10 +22,77 @@ pub struct GoogleSettings {
     pub timeout: Duration,
 }
 
-/// Runs async HTTP from an engine call: engines run on the blocking pool,
-/// where waiting on the runtime is allowed.
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
-    let handle =
-        tokio::runtime::Handle::try_current().map_err(|e| format!("no async runtime: {e}"))?;
-    Ok(handle.block_on(future))
+/// Why a Google call failed: `Unavailable` (no credentials, no token, no
+/// connection) or `Failed` (Google answered, but not with a result).
+#[derive(Debug)]
+pub enum GoogleError {
+    Unavailable(String),
+    Failed(String),
+}
+
+/// An authenticated JSON client for Google's REST APIs.
+pub struct GoogleClient {
+    tokens: Option<auth::TokenSource>,
+    http: reqwest::Client,
+    problem: Option<String>,
+}
+
+impl GoogleClient {
+    pub fn new(settings: &GoogleSettings, http: reqwest::Client) -> Self {
+        let (tokens, problem) =
+            match auth::TokenSource::from_file(&settings.credentials, http.clone()) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e)),
+            };
+        Self {
+            tokens,
+            http,
+            problem,
+        }
+    }
+
+    pub fn available(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    pub fn health(&self) -> Result<(), String> {
+        match &self.problem {
+            Some(p) => Err(p.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// POSTs `body` with an access token and returns the JSON answer.
+    /// Blocks: engines run on the blocking pool, where waiting on the
+    /// runtime is allowed.
+    pub fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, GoogleError> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .ok_or_else(|| GoogleError::Unavailable(self.problem.clone().unwrap_or_default()))?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| GoogleError::Unavailable(format!("no async runtime: {e}")))?;
+        handle.block_on(async {
+            let token = tokens.token().await.map_err(GoogleError::Unavailable)?;
+            let response = self
+                .http
+                .post(url)
+                .bearer_auth(token)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| GoogleError::Unavailable(e.without_url().to_string()))?;
+            if !response.status().is_success() {
+                return Err(GoogleError::Failed(format!("HTTP {}", response.status())));
+            }
+            response
+                .json()
+                .await
+                .map_err(|e| GoogleError::Failed(e.to_string()))
+        })
+    }
 }

@@ -4,8 +4,7 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use super::auth::TokenSource;
-use super::{GoogleSettings, block_on};
+use super::{GoogleClient, GoogleError, GoogleSettings};
 use crate::audio::STT_SAMPLE_RATE;
 use crate::stt::{Segment, SpeechToText, SttError, SttOptions, SttStream, Transcript};
 
@@ -14,72 +13,16 @@ const ENGINE: &str = "google";
 const MAX_SECS: usize = 60;
 
 pub struct GoogleStt {
-    tokens: Option<TokenSource>,
-    http: reqwest::Client,
+    client: GoogleClient,
     url: String,
-    problem: Option<String>,
 }
 
 impl GoogleStt {
     pub fn new(settings: &GoogleSettings, http: reqwest::Client) -> Self {
-        let (tokens, problem) = match TokenSource::from_file(&settings.credentials, http.clone()) {
-            Ok(t) => (Some(t), None),
-            Err(e) => (None, Some(e)),
-        };
         Self {
-            tokens,
-            http,
+            client: GoogleClient::new(settings, http),
             url: settings.stt_url.clone(),
-            problem,
         }
-    }
-
-    async fn request(
-        &self,
-        tokens: &TokenSource,
-        samples: &[f32],
-        language: &str,
-    ) -> Result<Transcript, SttError> {
-        let failed = |reason: String| SttError::Failed {
-            engine: ENGINE,
-            reason,
-        };
-        let token = tokens
-            .token()
-            .await
-            .map_err(|reason| SttError::Unavailable {
-                engine: ENGINE,
-                reason,
-            })?;
-        let pcm: Vec<u8> = samples
-            .iter()
-            .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
-            .collect();
-        let body = json!({
-            "config": {
-                "encoding": "LINEAR16",
-                "sampleRateHertz": STT_SAMPLE_RATE,
-                "languageCode": language,
-                "enableWordTimeOffsets": true,
-            },
-            "audio": {"content": base64::engine::general_purpose::STANDARD.encode(pcm)},
-        });
-        let response = self
-            .http
-            .post(&self.url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| SttError::Unavailable {
-                engine: ENGINE,
-                reason: e.without_url().to_string(),
-            })?;
-        if !response.status().is_success() {
-            return Err(failed(format!("HTTP {}", response.status())));
-        }
-        let answer: serde_json::Value = response.json().await.map_err(|e| failed(e.to_string()))?;
-        Ok(parse(&answer, language))
     }
 }
 
@@ -121,11 +64,11 @@ impl SpeechToText for GoogleStt {
     }
 
     fn supports(&self, _language: Option<&str>) -> bool {
-        self.tokens.is_some()
+        self.client.available()
     }
 
     fn languages(&self) -> Vec<String> {
-        if self.tokens.is_some() {
+        if self.client.available() {
             vec!["*".to_owned()]
         } else {
             Vec::new()
@@ -133,10 +76,6 @@ impl SpeechToText for GoogleStt {
     }
 
     fn transcribe(&self, samples: &[f32], options: &SttOptions) -> Result<Transcript, SttError> {
-        let tokens = self.tokens.as_ref().ok_or_else(|| SttError::Unavailable {
-            engine: ENGINE,
-            reason: self.problem.clone().unwrap_or_default(),
-        })?;
         if samples.len() > MAX_SECS * STT_SAMPLE_RATE as usize {
             return Err(SttError::Failed {
                 engine: ENGINE,
@@ -144,12 +83,33 @@ impl SpeechToText for GoogleStt {
             });
         }
         let language = options.language.clone().unwrap_or_else(|| "en-US".into());
-        block_on(self.request(tokens, samples, &language)).map_err(|reason| {
-            SttError::Unavailable {
-                engine: ENGINE,
-                reason,
-            }
-        })?
+        let pcm: Vec<u8> = samples
+            .iter()
+            .flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes())
+            .collect();
+        let body = json!({
+            "config": {
+                "encoding": "LINEAR16",
+                "sampleRateHertz": STT_SAMPLE_RATE,
+                "languageCode": language,
+                "enableWordTimeOffsets": true,
+            },
+            "audio": {"content": base64::engine::general_purpose::STANDARD.encode(pcm)},
+        });
+        let answer = self
+            .client
+            .post_json(&self.url, &body)
+            .map_err(|e| match e {
+                GoogleError::Unavailable(reason) => SttError::Unavailable {
+                    engine: ENGINE,
+                    reason,
+                },
+                GoogleError::Failed(reason) => SttError::Failed {
+                    engine: ENGINE,
+                    reason,
+                },
+            })?;
+        Ok(parse(&answer, &language))
     }
 
     fn start_stream(&self, _options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {
@@ -160,10 +120,7 @@ impl SpeechToText for GoogleStt {
     }
 
     fn health(&self) -> Result<(), String> {
-        match &self.problem {
-            Some(p) => Err(p.clone()),
-            None => Ok(()),
-        }
+        self.client.health()
     }
 }
 

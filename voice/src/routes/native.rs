@@ -135,21 +135,36 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
             "content type {content_type:?} is not accepted: send audio/wav or multipart/form-data"
         )));
     }
-    let limit = state.config.max_audio_bytes;
-    let audio = Bytes::from_request(request, state).await.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            VoiceError::AudioTooLarge {
-                bytes: limit + 1,
-                limit,
-            }
-        } else {
-            VoiceError::BadInput(e.body_text())
-        }
-    })?;
+    let audio = read_limited(request.into_body(), state.config.max_audio_bytes).await?;
     Ok(Upload {
         audio,
         fields: std::collections::HashMap::new(),
     })
+}
+
+/// Reads a body of at most `limit` bytes. A larger one is read on (and
+/// dropped) up to `DRAIN_FACTOR` times the limit before the 413 is sent:
+/// answering while the client still sends makes most clients report a
+/// broken connection instead of the error.
+async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, VoiceError> {
+    use futures_util::StreamExt;
+    const DRAIN_FACTOR: usize = 4;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| VoiceError::BadInput(format!("cannot read the body: {e}")))?;
+        total += chunk.len();
+        if total <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if total > limit * DRAIN_FACTOR {
+            break;
+        }
+    }
+    if total > limit {
+        return Err(VoiceError::AudioTooLarge { bytes: total, limit });
+    }
+    Ok(buf.freeze())
 }
 
 /// `POST /api/v1/stt` → `{text, language, engine, duration, segments, cached}`.

@@ -150,25 +150,7 @@ impl SpeechToText for VoskStt {
     }
 
     fn transcribe(&self, samples: &[f32], options: &SttOptions) -> Result<Transcript, SttError> {
-        let (language, model) =
-            self.model(options.language.as_deref())
-                .ok_or_else(|| SttError::NoModel {
-                    engine: ENGINE,
-                    language: options
-                        .language
-                        .clone()
-                        .unwrap_or_else(|| self.default_language.clone()),
-                })?;
-        let rate = STT_SAMPLE_RATE as f32;
-        let recognizer = match &options.grammar {
-            Some(phrases) => Recognizer::new_with_grammar(model, rate, phrases),
-            None => Recognizer::new(model, rate),
-        };
-        let mut recognizer = recognizer.ok_or_else(|| SttError::Failed {
-            engine: ENGINE,
-            reason: "cannot create a recognizer".into(),
-        })?;
-        recognizer.set_words(true);
+        let (language, mut recognizer) = self.recognizer(options)?;
         let pcm: Vec<i16> = samples
             .iter()
             .map(|s| (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16)

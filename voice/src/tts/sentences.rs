@@ -33,7 +33,8 @@ fn flush(current: &mut String, out: &mut Vec<String>, max_chars: usize) {
     while rest.chars().count() > max_chars {
         let cut_at = rest
             .char_indices()
-            .take(max_chars)
+            // A space right after `max_chars` characters is a clean cut too.
+            .take(max_chars + 1)
             .filter(|(_, c)| c.is_whitespace())
             .map(|(i, _)| i)
             .last()
