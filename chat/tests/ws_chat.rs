@@ -362,6 +362,10 @@ async fn llm_http_errors_and_outage_become_error_messages() {
     ws.say("q2").await;
     let error = ws.until("error").await.pop().unwrap();
     assert_eq!(error["code"], "llm_unavailable", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("refused"),
+        "the cause is named: {error}"
+    );
     let report = health(&server).await;
     assert_eq!(report["status"], "degraded");
     assert_eq!(report["dependencies"]["llm"]["status"], "disconnected");

@@ -171,7 +171,22 @@ async fn main() {
         }
     }
 
-    println!("speech bench: {speech_secs:.1} s of speech per round, {rounds} rounds, medians");
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "speech bench: {speech_secs:.1} s of speech per round, {rounds} rounds, medians (each round in brackets)"
+    );
+    println!(
+        "  rounds: TTS in-process [{}], service [{}]; STT in-process [{}], service [{}]",
+        show(&tts_direct),
+        show(&tts_service),
+        show(&stt_direct),
+        show(&stt_service)
+    );
     println!(
         "  TTS piper   in-process: {:6.1} audio s / wall s",
         median(tts_direct.clone())

@@ -90,13 +90,25 @@ pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmEr
     })
 }
 
-/// Maps a reqwest failure without its URL (it may carry credentials).
+/// Maps a reqwest failure without its URL (it may carry credentials),
+/// keeping the causes ("Connection refused") that reqwest's own message
+/// leaves out.
 fn request_error(e: reqwest::Error) -> LlmError {
     if e.is_timeout() {
-        LlmError::Timeout("request")
-    } else {
-        LlmError::Unreachable(e.without_url().to_string())
+        return LlmError::Timeout("request");
     }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    LlmError::Unreachable(message)
 }
 
 /// A non-2xx answer, with the server's message when it sent one.

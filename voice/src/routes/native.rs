@@ -153,7 +153,8 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, Voi
     let mut buf = bytes::BytesMut::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| VoiceError::BadInput(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| VoiceError::BadInput(format!("cannot read the body: {e}")))?;
         total += chunk.len();
         if total <= limit {
             buf.extend_from_slice(&chunk);
@@ -162,7 +163,10 @@ async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, Voi
         }
     }
     if total > limit {
-        return Err(VoiceError::AudioTooLarge { bytes: total, limit });
+        return Err(VoiceError::AudioTooLarge {
+            bytes: total,
+            limit,
+        });
     }
     Ok(buf.freeze())
 }
