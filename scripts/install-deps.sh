@@ -12,6 +12,7 @@ command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v unzip >/dev/null || need_apt+=(unzip)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # Voice service: whisper.cpp and espeak-ng are built from source by their
 # crates (cmake, clang for bindgen); espeak-ng's build needs libsonic (else
 # it tries to clone it); espeak-ng itself is the fallback voice; sox is

@@ -13,7 +13,18 @@ export PATH="$HOME/.cargo/bin:$PATH"
 ./scripts/fetch-models.sh >/dev/null
 source "${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/env.sh"
 
-export REQUIRE_REAL_DEPS=redis,models
+# The official OpenAI Python client, for the compatibility test (a venv
+# under ~/.cache, keyed by its version).
+openai_venv="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/venv-openai-3.54.0"
+if [ ! -x "$openai_venv/bin/python" ] || ! "$openai_venv/bin/python" -c 'import openai' 2>/dev/null; then
+  echo "==> installing the openai Python client (3.54.0)"
+  rm -rf "$openai_venv"
+  python3 -m venv "$openai_venv"
+  "$openai_venv/bin/pip" install --quiet openai==3.54.0
+fi
+export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
+
+export REQUIRE_REAL_DEPS=redis,models,openai-python
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
