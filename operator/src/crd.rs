@@ -1,0 +1,289 @@
+//! The `VoiceChatStack` custom resource (`voicechat.dev/v1alpha1`).
+//!
+//! Every field has a default, so `spec: {}` is a valid, working stack:
+//! one chat and one voice replica, a managed Redis, a generated JWT secret,
+//! and the speech-to-text profile picked from the cluster's nodes.
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "voicechat.dev",
+    version = "v1alpha1",
+    kind = "VoiceChatStack",
+    plural = "voicechatstacks",
+    shortname = "vcs",
+    namespaced,
+    status = "VoiceChatStackStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"STT","type":"string","jsonPath":".status.sttProfile"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceChatStackSpec {
+    #[serde(default)]
+    pub chat: ChatSpec,
+    #[serde(default)]
+    pub voice: VoiceSpec,
+    #[serde(default)]
+    pub redis: RedisSpec,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    /// An Ollama server in the cluster for the chat service.
+    #[serde(default)]
+    pub ollama: OllamaSpec,
+    /// How the chat and voice Services are exposed.
+    #[serde(default)]
+    pub service_type: ServiceType,
+    /// Stop reconciling (children are left as they are) while true.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// A key of a Secret in the stack's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSpec {
+    /// Defaults to the operator's configured chat image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    #[serde(default)]
+    pub llm: LlmSpec,
+    #[serde(default)]
+    pub history: HistorySpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables, after the operator's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_env: Vec<EnvVar>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LlmBackend {
+    #[default]
+    Ollama,
+    OpenAI,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmSpec {
+    #[serde(default)]
+    pub backend: LlmBackend,
+    /// LLM server URL; defaults to the in-cluster Ollama when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// API key for OpenAI-compatible servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<SecretKeyRef>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_messages: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60))]
+    pub ttl_seconds: Option<i64>,
+}
+
+/// Which hardware speech-to-text runs on.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SttProfile {
+    /// GPU when a schedulable node offers one, else CPU.
+    #[default]
+    Auto,
+    #[serde(rename = "CPU")]
+    Cpu,
+    #[serde(rename = "GPU")]
+    Gpu,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceSpec {
+    /// Defaults to the operator's configured CPU voice image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image used by the GPU profile; defaults to the operator's CUDA image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_image: Option<String>,
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    #[serde(default)]
+    pub stt_profile: SttProfile,
+    /// Whisper model file name (e.g. `ggml-base.en.bin`); defaults per profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whisper_model: Option<String>,
+    /// Where models come from: an existing PersistentVolumeClaim holding
+    /// `piper/`, `whisper/`, `vosk/` (mounted read-only at /models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models_pvc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Overrides of the profile's scheduling settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_env: Vec<EnvVar>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RedisMode {
+    /// The operator runs Redis for the stack.
+    #[default]
+    Managed,
+    /// The stack uses the Redis whose URL is in `urlSecret`.
+    External,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// External mode: the Secret key holding `redis://...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret: Option<SecretKeyRef>,
+    /// Managed mode: keep data on a PersistentVolumeClaim of this size (e.g. `1Gi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Use this Secret key as the HS256 secret instead of generating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OllamaSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+// Written out (not derived) so that they agree with the serde field
+// defaults: the CRD schema's defaults for an omitted `chat`/`voice` come
+// from these, and the API server applies them.
+impl Default for ChatSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            replicas: one(),
+            llm: LlmSpec::default(),
+            history: HistorySpec::default(),
+            resources: None,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+impl Default for VoiceSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            cuda_image: None,
+            replicas: one(),
+            stt_profile: SttProfile::default(),
+            whisper_model: None,
+            models_pvc: None,
+            resources: None,
+            node_selector: None,
+            tolerations: None,
+            runtime_class_name: None,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_spec_means_the_same_as_the_schema_defaults() {
+        let from_empty: VoiceChatStackSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(from_empty, VoiceChatStackSpec::default());
+        assert_eq!(from_empty.chat.replicas, 1);
+        assert_eq!(from_empty.voice.replicas, 1);
+        let partial: VoiceChatStackSpec =
+            serde_json::from_str(r#"{"voice": {"sttProfile": "GPU"}}"#).unwrap();
+        assert_eq!(partial.voice.replicas, 1);
+        assert_eq!(partial.voice.stt_profile, SttProfile::Gpu);
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceChatStackStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, and one per part: `SecretReady`, `RedisReady`, `ChatReady`, `VoiceReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The resolved profile: `CPU` or `GPU`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stt_profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stt_profile_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub chat: String,
+    pub voice: String,
+}

@@ -1,0 +1,12 @@
+//! The VoiceChatStack operator: the custom resource, and the reconcile
+//! pipeline that turns it into the stack.
+
+pub mod crd;
+pub mod profile;
+
+use kube::CustomResourceExt;
+
+/// The CRD as YAML, exactly as `crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(&crd::VoiceChatStack::crd())
+}

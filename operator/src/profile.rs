@@ -1,0 +1,184 @@
+//! Resolving the speech-to-text profile (a pure function of the spec and
+//! the nodes, as KubeAI picks resource profiles): `Auto` becomes GPU when a
+//! schedulable, ready node has allocatable GPUs of the configured resource.
+
+use k8s_openapi::api::core::v1::Node;
+
+use crate::crd::SttProfile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    Cpu,
+    Gpu,
+}
+
+impl Resolved {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "CPU",
+            Self::Gpu => "GPU",
+        }
+    }
+}
+
+/// The profile and a sentence saying why, for the status.
+pub fn resolve(requested: SttProfile, nodes: &[Node], gpu_resource: &str) -> (Resolved, String) {
+    match requested {
+        SttProfile::Cpu => (Resolved::Cpu, "requested CPU".into()),
+        SttProfile::Gpu => (Resolved::Gpu, "requested GPU".into()),
+        SttProfile::Auto => {
+            let with_gpu: Vec<&str> = nodes
+                .iter()
+                .filter(|n| schedulable(n) && gpus(n, gpu_resource) > 0)
+                .filter_map(|n| n.metadata.name.as_deref())
+                .collect();
+            match with_gpu.first() {
+                Some(first) => (
+                    Resolved::Gpu,
+                    format!(
+                        "Auto: {} schedulable node(s) with allocatable {gpu_resource}, e.g. {first}",
+                        with_gpu.len()
+                    ),
+                ),
+                None => (
+                    Resolved::Cpu,
+                    format!("Auto: no schedulable node has allocatable {gpu_resource}"),
+                ),
+            }
+        }
+    }
+}
+
+fn schedulable(node: &Node) -> bool {
+    let spec_ok = node
+        .spec
+        .as_ref()
+        .is_none_or(|s| !s.unschedulable.unwrap_or(false));
+    // A node without conditions (created through the API, no kubelet) is
+    // taken at its word; one that reports Ready must report True.
+    let ready_ok = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_none_or(|c| c.status == "True");
+    spec_ok && ready_ok
+}
+
+fn gpus(node: &Node, resource: &str) -> i64 {
+    node.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get(resource))
+        .and_then(|q| q.0.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus};
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn node(name: &str, gpus: Option<&str>, unschedulable: bool, ready: Option<&str>) -> Node {
+        node_with(name, "nvidia.com/gpu", gpus, unschedulable, ready)
+    }
+
+    fn node_with(
+        name: &str,
+        resource: &str,
+        gpus: Option<&str>,
+        unschedulable: bool,
+        ready: Option<&str>,
+    ) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n.spec = Some(NodeSpec {
+            unschedulable: Some(unschedulable),
+            ..Default::default()
+        });
+        n.status = Some(NodeStatus {
+            allocatable: gpus.map(|g| [(resource.to_owned(), Quantity(g.into()))].into()),
+            conditions: ready.map(|r| {
+                vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: r.into(),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        });
+        n
+    }
+
+    #[test]
+    fn auto_picks_gpu_only_for_schedulable_ready_nodes_with_gpus() {
+        let r = "nvidia.com/gpu";
+        assert_eq!(resolve(SttProfile::Auto, &[], r).0, Resolved::Cpu);
+        assert_eq!(
+            resolve(
+                SttProfile::Auto,
+                &[node("cpu", None, false, Some("True"))],
+                r
+            )
+            .0,
+            Resolved::Cpu
+        );
+        assert_eq!(
+            resolve(SttProfile::Auto, &[node("zero", Some("0"), false, None)], r).0,
+            Resolved::Cpu
+        );
+        assert_eq!(
+            resolve(
+                SttProfile::Auto,
+                &[node("cordoned", Some("1"), true, None)],
+                r
+            )
+            .0,
+            Resolved::Cpu
+        );
+        assert_eq!(
+            resolve(
+                SttProfile::Auto,
+                &[node("down", Some("1"), false, Some("False"))],
+                r
+            )
+            .0,
+            Resolved::Cpu
+        );
+        let (profile, reason) = resolve(
+            SttProfile::Auto,
+            &[node("a100", Some("2"), false, Some("True"))],
+            r,
+        );
+        assert_eq!(profile, Resolved::Gpu);
+        assert!(reason.contains("a100"), "{reason}");
+        let amd = node_with("amd", "amd.com/gpu", Some("1"), false, None);
+        assert_eq!(
+            resolve(SttProfile::Auto, std::slice::from_ref(&amd), "amd.com/gpu").0,
+            Resolved::Gpu
+        );
+        assert_eq!(
+            resolve(SttProfile::Auto, &[amd], r).0,
+            Resolved::Cpu,
+            "the resource name is configurable"
+        );
+    }
+
+    #[test]
+    fn explicit_profiles_win() {
+        assert_eq!(
+            resolve(
+                SttProfile::Cpu,
+                &[node("g", Some("8"), false, None)],
+                "nvidia.com/gpu"
+            )
+            .0,
+            Resolved::Cpu
+        );
+        assert_eq!(
+            resolve(SttProfile::Gpu, &[], "nvidia.com/gpu").0,
+            Resolved::Gpu
+        );
+    }
+}
