@@ -1,8 +1,10 @@
 //! The VoiceChatStack operator: the custom resource, and the reconcile
 //! pipeline that turns it into the stack.
 
+pub mod build;
 pub mod crd;
 pub mod profile;
+pub mod settings;
 
 use kube::CustomResourceExt;
 

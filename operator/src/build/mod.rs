@@ -1,0 +1,163 @@
+//! The desired children of a stack, as a pure function of the stack, the
+//! operator's settings and the facts observed in the cluster (no client):
+//! so nearly all reconcile logic is tested without a cluster.
+
+pub mod meta;
+mod network;
+mod pods;
+mod workloads;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use sha2::{Digest, Sha256};
+
+use crate::crd::{RedisMode, VoiceChatStack};
+use crate::profile::Resolved;
+use crate::settings::OperatorSettings;
+use meta::{Part, child_meta};
+
+/// What the build needs to know about the cluster.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub profile: Resolved,
+    /// The generated JWT secret: the existing Secret's value when there is
+    /// one (so re-applying changes nothing), else a fresh random value.
+    /// Unused when the stack names its own Secret.
+    pub jwt_secret: String,
+}
+
+/// Every child of a stack, one field per kind: the apply step
+/// destructures this without `..`, so a new kind cannot be forgotten.
+#[derive(Debug, Clone, Default)]
+pub struct Children {
+    pub service_account: ServiceAccount,
+    pub jwt_secret: Option<Secret>,
+    pub config_maps: Vec<ConfigMap>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    pub services: Vec<Service>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    pub network_policies: Vec<NetworkPolicy>,
+    pub deployments: Vec<Deployment>,
+}
+
+/// Why a stack cannot be built; the stack waits for a change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("redis.mode External needs redis.urlSecret")]
+    ExternalRedisWithoutUrl,
+    #[error("the stack has no name or namespace")]
+    Unnamed,
+}
+
+impl BuildError {
+    /// Stable category: metric label and Event reason.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::ExternalRedisWithoutUrl => "InvalidRedis",
+            Self::Unnamed => "InvalidMetadata",
+        }
+    }
+}
+
+/// Key of the generated JWT Secret.
+pub const JWT_KEY: &str = "secret";
+
+pub fn build(
+    stack: &VoiceChatStack,
+    settings: &OperatorSettings,
+    facts: &Facts,
+) -> Result<Children, BuildError> {
+    if stack.metadata.name.is_none() || stack.metadata.namespace.is_none() {
+        return Err(BuildError::Unnamed);
+    }
+    let spec = &stack.spec;
+    if spec.redis.mode == RedisMode::External && spec.redis.url_secret.is_none() {
+        return Err(BuildError::ExternalRedisWithoutUrl);
+    }
+    let jwt_secret = spec.auth.jwt_secret.is_none().then(|| Secret {
+        metadata: child_meta(stack, "jwt", None),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            JWT_KEY.to_owned(),
+            ByteString(facts.jwt_secret.clone().into_bytes()),
+        )])),
+        ..Default::default()
+    });
+    let chat_config = workloads::chat_config(stack);
+    let voice_config = workloads::voice_config(stack, settings, facts.profile);
+    let mut deployments = vec![
+        workloads::chat(stack, settings, &checksum(&chat_config)),
+        workloads::voice(stack, settings, facts.profile, &checksum(&voice_config)),
+    ];
+    let mut services = vec![
+        workloads::service(stack, Part::Chat, workloads::CHAT_PORT, spec.service_type),
+        workloads::service(stack, Part::Voice, workloads::VOICE_PORT, spec.service_type),
+    ];
+    let mut pvcs = Vec::new();
+    if spec.redis.mode == RedisMode::Managed {
+        deployments.push(workloads::redis(stack, settings));
+        services.push(workloads::service(
+            stack,
+            Part::Redis,
+            workloads::REDIS_PORT,
+            crate::crd::ServiceType::ClusterIP,
+        ));
+        pvcs.extend(workloads::redis_pvc(stack));
+    }
+    if spec.ollama.enabled {
+        deployments.push(workloads::ollama(stack, settings));
+        services.push(workloads::service(
+            stack,
+            Part::Ollama,
+            workloads::OLLAMA_PORT,
+            crate::crd::ServiceType::ClusterIP,
+        ));
+    }
+    let pdbs = [
+        (Part::Chat, spec.chat.replicas),
+        (Part::Voice, spec.voice.replicas),
+    ]
+    .into_iter()
+    .filter(|(_, replicas)| *replicas > 1)
+    .map(|(part, _)| network::pdb(stack, part))
+    .collect();
+    Ok(Children {
+        service_account: ServiceAccount {
+            metadata: child_meta(stack, "pods", None),
+            // The services never call the Kubernetes API.
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        },
+        jwt_secret,
+        config_maps: vec![chat_config, voice_config],
+        pvcs,
+        services,
+        pdbs,
+        network_policies: network::policies(stack),
+        deployments,
+    })
+}
+
+/// Checksum of a ConfigMap's data, put on the pod template so that a
+/// configuration change rolls the pods (the data is a sorted map, so the
+/// same configuration always gives the same checksum).
+pub fn checksum(config: &ConfigMap) -> String {
+    let mut hash = Sha256::new();
+    for (k, v) in config.data.iter().flatten() {
+        hash.update(k.as_bytes());
+        hash.update([0]);
+        hash.update(v.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(hash.finalize())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,349 @@
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use super::*;
+use crate::crd::{LlmBackend, RedisSpec, SecretKeyRef, VoiceChatStackSpec};
+
+fn stack(spec: VoiceChatStackSpec) -> VoiceChatStack {
+    let mut s = VoiceChatStack::new("demo", spec);
+    s.metadata.namespace = Some("apps".into());
+    s.metadata.uid = Some("1234-uid".into());
+    s
+}
+
+fn facts(profile: Resolved) -> Facts {
+    Facts {
+        profile,
+        jwt_secret: "s3cret-value-from-the-cluster".into(),
+    }
+}
+
+fn built(spec: VoiceChatStackSpec, profile: Resolved) -> Children {
+    build(&stack(spec), &OperatorSettings::default(), &facts(profile)).unwrap()
+}
+
+fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
+    c.deployments
+        .iter()
+        .find(|d| d.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no deployment {name}"))
+}
+
+fn config<'a>(c: &'a Children, name: &str) -> &'a BTreeMap<String, String> {
+    c.config_maps
+        .iter()
+        .find(|m| m.metadata.name.as_deref() == Some(name))
+        .and_then(|m| m.data.as_ref())
+        .unwrap()
+}
+
+fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
+    &d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
+#[test]
+fn an_empty_spec_builds_the_whole_cpu_stack() {
+    let c = built(VoiceChatStackSpec::default(), Resolved::Cpu);
+    let names: Vec<_> = c
+        .deployments
+        .iter()
+        .map(|d| d.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["demo-chat", "demo-voice", "demo-redis"]);
+    let services: Vec<_> = c
+        .services
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(services, ["demo-chat", "demo-voice", "demo-redis"]);
+    assert!(c.pdbs.is_empty(), "one replica each: no PDB");
+    assert_eq!(
+        c.network_policies.len(),
+        1,
+        "Redis only from chat and voice"
+    );
+
+    let secret = c.jwt_secret.as_ref().expect("a generated JWT secret");
+    assert_eq!(secret.metadata.name.as_deref(), Some("demo-jwt"));
+    assert_eq!(
+        secret.data.as_ref().unwrap()[JWT_KEY].0,
+        b"s3cret-value-from-the-cluster"
+    );
+
+    // Owner, labels, namespace on every child.
+    for meta in c
+        .deployments
+        .iter()
+        .map(|d| &d.metadata)
+        .chain(c.services.iter().map(|s| &s.metadata))
+        .chain(c.config_maps.iter().map(|m| &m.metadata))
+    {
+        assert_eq!(meta.namespace.as_deref(), Some("apps"));
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("VoiceChatStack", "1234-uid", Some(true))
+        );
+        let labels = meta.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "voicechat-operator");
+    }
+
+    let voice = deployment(&c, "demo-voice");
+    let vc = container(voice);
+    assert_eq!(
+        vc.image.as_deref(),
+        Some(OperatorSettings::default().voice_image.as_str())
+    );
+    assert_eq!(
+        vc.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/livez")
+    );
+    assert_eq!(
+        vc.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert!(
+        vc.startup_probe.is_some(),
+        "model loading gets a startup probe"
+    );
+    assert!(
+        !vc.resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()
+            .contains_key("nvidia.com/gpu")
+    );
+    let vconf = config(&c, "demo-voice-config");
+    assert_eq!(vconf["STT_PROFILE"], "cpu");
+    assert_eq!(vconf["WHISPER_MODEL"], "ggml-base.en.bin");
+    assert_eq!(vconf["STT_THREADS"], "2");
+    assert_eq!(vconf["REDIS_URL"], "redis://demo-redis:6379");
+
+    let chat = deployment(&c, "demo-chat");
+    let cc = container(chat);
+    let env: Vec<_> = cc
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e.value.as_deref()))
+        .collect();
+    assert!(
+        env.contains(&(
+            "JWT_SECRET_FILE",
+            Some("/var/run/secrets/voicechat/jwt/secret")
+        )),
+        "{env:?}"
+    );
+    assert_eq!(
+        config(&c, "demo-chat-config")["LLM_URL"],
+        "http://ollama:11434"
+    );
+    assert!(
+        cc.lifecycle
+            .as_ref()
+            .unwrap()
+            .pre_stop
+            .as_ref()
+            .unwrap()
+            .sleep
+            .is_some()
+    );
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_level() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.ollama.enabled = true;
+    let c = built(spec, Resolved::Gpu);
+    assert_eq!(c.deployments.len(), 4);
+    for d in &c.deployments {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().run_as_non_root,
+            Some(true),
+            "{:?}",
+            d.metadata.name
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        for c in &pod.containers {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.read_only_root_filesystem, Some(true));
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_owned()][..])
+            );
+            assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        }
+    }
+}
+
+#[test]
+fn gpu_profile_uses_the_cuda_image_gpu_limit_toleration_and_larger_model() {
+    let c = built(VoiceChatStackSpec::default(), Resolved::Gpu);
+    let voice = deployment(&c, "demo-voice");
+    let vc = container(voice);
+    assert_eq!(
+        vc.image.as_deref(),
+        Some(OperatorSettings::default().voice_cuda_image.as_str())
+    );
+    assert_eq!(
+        vc.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"],
+        Quantity("1".into())
+    );
+    let pod = voice.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.tolerations.as_ref().unwrap()[0].key.as_deref(),
+        Some("nvidia.com/gpu")
+    );
+    let vconf = config(&c, "demo-voice-config");
+    assert_eq!(vconf["STT_PROFILE"], "gpu");
+    assert_eq!(vconf["WHISPER_MODEL"], "ggml-large-v3-turbo.bin");
+    assert!(!vconf.contains_key("STT_THREADS"));
+}
+
+#[test]
+fn overrides_replicas_threads_scheduling_and_secrets() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.chat.replicas = 3;
+    spec.voice.replicas = 2;
+    spec.voice.resources = Some(ResourceRequirements {
+        limits: Some(BTreeMap::from([("cpu".into(), Quantity("1500m".into()))])),
+        ..Default::default()
+    });
+    spec.voice.node_selector = Some(BTreeMap::from([("pool".into(), "speech".into())]));
+    spec.auth.jwt_secret = Some(SecretKeyRef {
+        name: "app-jwt".into(),
+        key: "hs256".into(),
+    });
+    spec.redis = RedisSpec {
+        url_secret: Some(SecretKeyRef {
+            name: "r".into(),
+            key: "url".into(),
+        }),
+        mode: crate::crd::RedisMode::External,
+        ..Default::default()
+    };
+    spec.chat.llm.backend = LlmBackend::OpenAI;
+    spec.chat.llm.url = Some("http://llm.ai:8000/v1".into());
+    let c = built(spec, Resolved::Cpu);
+    assert_eq!(c.pdbs.len(), 2);
+    assert!(
+        c.jwt_secret.is_none(),
+        "the stack's own Secret is used, none generated"
+    );
+    assert!(
+        c.deployments
+            .iter()
+            .all(|d| d.metadata.name.as_deref() != Some("demo-redis")),
+        "no managed Redis"
+    );
+    assert!(c.network_policies.is_empty());
+    let vconf = config(&c, "demo-voice-config");
+    assert_eq!(vconf["STT_THREADS"], "2");
+    assert!(!vconf.contains_key("REDIS_URL"));
+    let voice = deployment(&c, "demo-voice");
+    let pod = voice.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "speech");
+    let env: Vec<_> = container(voice)
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(env.contains(&(
+        "JWT_SECRET_FILE".into(),
+        "/var/run/secrets/voicechat/jwt/hs256".into()
+    )));
+    assert!(env.contains(&(
+        "REDIS_URL_FILE".into(),
+        "/var/run/secrets/voicechat/redis/url".into()
+    )));
+    let chat_conf = config(&c, "demo-chat-config");
+    assert_eq!(chat_conf["LLM_BACKEND"], "openai");
+    assert_eq!(chat_conf["LLM_URL"], "http://llm.ai:8000/v1");
+}
+
+#[test]
+fn threads_follow_the_cpu_limit() {
+    let limit = |q: &str| ResourceRequirements {
+        limits: Some(BTreeMap::from([("cpu".into(), Quantity(q.into()))])),
+        ..Default::default()
+    };
+    assert_eq!(workloads::threads_from_cpu_limit(None), 2);
+    assert_eq!(workloads::threads_from_cpu_limit(Some(&limit("4"))), 4);
+    assert_eq!(workloads::threads_from_cpu_limit(Some(&limit("500m"))), 1);
+    assert_eq!(workloads::threads_from_cpu_limit(Some(&limit("2500m"))), 3);
+}
+
+#[test]
+fn output_is_deterministic_and_config_changes_roll_pods() {
+    let a = serde_json::to_value(built(VoiceChatStackSpec::default(), Resolved::Cpu).deployments)
+        .unwrap();
+    let b = serde_json::to_value(built(VoiceChatStackSpec::default(), Resolved::Cpu).deployments)
+        .unwrap();
+    assert_eq!(
+        a, b,
+        "same input, same objects: a steady reconcile writes nothing"
+    );
+    let checksum_of = |c: &Children| {
+        deployment(c, "demo-voice")
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[workloads::CONFIG_CHECKSUM]
+            .clone()
+    };
+    let mut spec = VoiceChatStackSpec::default();
+    let before = checksum_of(&built(spec.clone(), Resolved::Cpu));
+    spec.voice.whisper_model = Some("ggml-small.bin".into());
+    let after = checksum_of(&built(spec, Resolved::Cpu));
+    assert_ne!(before, after);
+}
+
+#[test]
+fn invalid_stacks_are_refused_with_a_category() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.redis.mode = crate::crd::RedisMode::External;
+    let err = build(
+        &stack(spec),
+        &OperatorSettings::default(),
+        &facts(Resolved::Cpu),
+    )
+    .unwrap_err();
+    assert_eq!(err, BuildError::ExternalRedisWithoutUrl);
+    assert_eq!(err.category(), "InvalidRedis");
+}
