@@ -5,6 +5,7 @@ pub mod build;
 pub mod crd;
 pub mod profile;
 pub mod settings;
+pub mod status;
 
 use kube::CustomResourceExt;
 

@@ -5,7 +5,7 @@
 pub mod meta;
 mod network;
 mod pods;
-mod workloads;
+pub mod workloads;
 
 use std::collections::BTreeMap;
 
