@@ -24,7 +24,7 @@ if [ ! -x "$openai_venv/bin/python" ] || ! "$openai_venv/bin/python" -c 'import 
 fi
 export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python
+export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
