@@ -1,8 +1,11 @@
 //! The VoiceChatStack operator: the custom resource, and the reconcile
 //! pipeline that turns it into the stack.
 
+pub mod apply;
 pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod profile;
 pub mod settings;
 pub mod status;

@@ -57,3 +57,67 @@ impl Default for OperatorSettings {
         }
     }
 }
+
+impl OperatorSettings {
+    /// Defaults, overridden by `CHAT_IMAGE`, `VOICE_IMAGE`,
+    /// `VOICE_CUDA_IMAGE`, `REDIS_IMAGE`, `OLLAMA_IMAGE`, `GPU_RESOURCE`,
+    /// `CPU_WHISPER_MODEL`, `GPU_WHISPER_MODEL`, `GPU_NODE_SELECTOR`
+    /// (`key=value,...`), `GPU_RUNTIME_CLASS`.
+    pub fn from_env() -> Result<Self, voicechat_common::config::ConfigError> {
+        use voicechat_common::config::env_string;
+        let mut s = Self::default();
+        let set = |target: &mut String, name: &str| {
+            if let Some(v) = env_string(name) {
+                *target = v;
+            }
+        };
+        set(&mut s.chat_image, "CHAT_IMAGE");
+        set(&mut s.voice_image, "VOICE_IMAGE");
+        set(&mut s.voice_cuda_image, "VOICE_CUDA_IMAGE");
+        set(&mut s.redis_image, "REDIS_IMAGE");
+        set(&mut s.ollama_image, "OLLAMA_IMAGE");
+        set(&mut s.gpu_resource, "GPU_RESOURCE");
+        set(&mut s.cpu.whisper_model, "CPU_WHISPER_MODEL");
+        set(&mut s.gpu.whisper_model, "GPU_WHISPER_MODEL");
+        if let Some(selector) = env_string("GPU_NODE_SELECTOR") {
+            for pair in selector.split(',').filter(|p| !p.trim().is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    voicechat_common::config::ConfigError::Invalid {
+                        name: "GPU_NODE_SELECTOR".into(),
+                        message: format!("{pair:?} is not key=value"),
+                    }
+                })?;
+                s.gpu
+                    .node_selector
+                    .insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+        }
+        s.gpu.runtime_class_name = env_string("GPU_RUNTIME_CLASS");
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        // SAFETY: only this test reads or writes these variables.
+        unsafe {
+            std::env::set_var("GPU_RESOURCE", "amd.com/gpu");
+            std::env::set_var("GPU_NODE_SELECTOR", "accelerator=mi300, pool = gpu");
+        }
+        let s = OperatorSettings::from_env().unwrap();
+        assert_eq!(s.gpu_resource, "amd.com/gpu");
+        assert_eq!(s.gpu.node_selector["accelerator"], "mi300");
+        assert_eq!(s.gpu.node_selector["pool"], "gpu");
+        assert_eq!(s.chat_image, OperatorSettings::default().chat_image);
+        unsafe { std::env::set_var("GPU_NODE_SELECTOR", "nonsense") };
+        assert!(OperatorSettings::from_env().is_err());
+        unsafe {
+            std::env::remove_var("GPU_NODE_SELECTOR");
+            std::env::remove_var("GPU_RESOURCE");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The reconcile pipeline: dereference (read what the build needs) →
+//! validate and build (pure) → apply → prune → status. Invalid stacks wait
+//! for a change instead of retrying in a loop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::Controller;
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::apply::{self, FIELD_MANAGER};
+use crate::build::{self, BuildError, Facts, JWT_KEY};
+use crate::crd::{SttProfile, VoiceChatStack, VoiceChatStackStatus};
+use crate::metrics::OperatorMetrics;
+use crate::profile;
+use crate::settings::OperatorSettings;
+use crate::status::{self, Observed};
+
+/// Errors of one reconcile, each with a stable category (metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("reading {what}: {source}")]
+    Read {
+        what: &'static str,
+        source: kube::Error,
+    },
+    #[error("applying children: {0}")]
+    Apply(kube::Error),
+    #[error("deleting children no longer wanted: {0}")]
+    Prune(kube::Error),
+    #[error("updating status: {0}")]
+    Status(kube::Error),
+    #[error("cannot generate a secret: {0}")]
+    Random(String),
+    #[error("the stack has no namespace")]
+    NoNamespace,
+}
+
+impl ReconcileError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "ReadFailed",
+            Self::Apply(_) => "ApplyFailed",
+            Self::Prune(_) => "PruneFailed",
+            Self::Status(_) => "StatusFailed",
+            Self::Random(_) => "RandomFailed",
+            Self::NoNamespace => "InvalidMetadata",
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: OperatorSettings,
+    pub metrics: OperatorMetrics,
+}
+
+/// A fresh HS256 secret: 48 random bytes, hex (96 characters).
+pub fn generate_secret() -> Result<String, ReconcileError> {
+    let mut bytes = [0u8; 48];
+    getrandom::fill(&mut bytes).map_err(|e| ReconcileError::Random(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+/// The generated JWT secret's current value, so that applying it again
+/// changes nothing; a new one only when the Secret does not exist.
+async fn jwt_secret_value(
+    secrets: &Api<Secret>,
+    name: &str,
+) -> Result<(String, bool), ReconcileError> {
+    let existing = secrets
+        .get_opt(name)
+        .await
+        .map_err(|source| ReconcileError::Read {
+            what: "the JWT Secret",
+            source,
+        })?;
+    let value = existing
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(JWT_KEY))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok());
+    match value {
+        Some(v) => Ok((v, true)),
+        None => Ok((generate_secret()?, false)),
+    }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Writes the status only when it differs, so a steady state writes nothing.
+async fn write_status(
+    stacks: &Api<VoiceChatStack>,
+    stack: &VoiceChatStack,
+    status: VoiceChatStackStatus,
+) -> Result<(), ReconcileError> {
+    if stack.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    stacks
+        .patch_status(
+            &stack.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(json!({
+                "apiVersion": "voicechat.dev/v1alpha1",
+                "kind": "VoiceChatStack",
+                "status": status,
+            })),
+        )
+        .await
+        .map(|_| ())
+        .map_err(ReconcileError::Status)
+}
+
+/// Status of a stack the build refused: not Ready, with the reason.
+fn invalid_status(stack: &VoiceChatStack, error: &BuildError) -> VoiceChatStackStatus {
+    let mut status = stack.status.clone().unwrap_or_default();
+    let since = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason == error.category())
+        .map_or_else(now, |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != "Ready");
+    status.conditions.insert(
+        0,
+        Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: error.category().into(),
+            message: error.to_string(),
+            last_transition_time: since,
+            observed_generation: stack.metadata.generation,
+        },
+    );
+    status.observed_generation = stack.metadata.generation;
+    status
+}
+
+pub async fn reconcile(
+    stack: Arc<VoiceChatStack>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let result = reconcile_inner(&stack, &ctx).await;
+    ctx.metrics.observe(
+        started.elapsed(),
+        result.as_ref().err().map(ReconcileError::category),
+    );
+    result
+}
+
+async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action, ReconcileError> {
+    let namespace = stack.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let client = &ctx.client;
+    let stacks: Api<VoiceChatStack> = Api::namespaced(client.clone(), &namespace);
+    if stack.spec.paused {
+        return Ok(Action::await_change());
+    }
+
+    // Dereference.
+    let nodes = if stack.spec.voice.stt_profile == SttProfile::Auto {
+        Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| ReconcileError::Read {
+                what: "Nodes",
+                source,
+            })?
+            .items
+    } else {
+        Vec::new()
+    };
+    let (profile, profile_reason) = profile::resolve(
+        stack.spec.voice.stt_profile,
+        &nodes,
+        &ctx.settings.gpu_resource,
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (jwt_secret, jwt_secret_present) = match &stack.spec.auth.jwt_secret {
+        None => jwt_secret_value(&secrets, &build::meta::name(stack, "jwt")).await?,
+        Some(r) => {
+            let present = secrets
+                .get_opt(&r.name)
+                .await
+                .map_err(|source| ReconcileError::Read {
+                    what: "the stack's JWT Secret",
+                    source,
+                })?
+                .is_some();
+            (String::new(), present)
+        }
+    };
+
+    // Validate and build (pure).
+    let children = match build::build(
+        stack,
+        &ctx.settings,
+        &Facts {
+            profile,
+            jwt_secret,
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(stack = %stack.name_any(), error = %e, "invalid stack; waiting for a change");
+            write_status(&stacks, stack, invalid_status(stack, &e)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Apply, then prune.
+    apply::apply_children(client, &namespace, &children)
+        .await
+        .map_err(ReconcileError::Apply)?;
+    apply::prune_children(client, &namespace, &stack.name_any(), &children)
+        .await
+        .map_err(ReconcileError::Prune)?;
+
+    // Status from what the cluster now reports.
+    let deployments: BTreeMap<String, Deployment> =
+        Api::<Deployment>::namespaced(client.clone(), &namespace)
+            .list(&ListParams::default().labels(&apply::children_selector(&stack.name_any())))
+            .await
+            .map_err(|source| ReconcileError::Read {
+                what: "Deployments",
+                source,
+            })?
+            .items
+            .into_iter()
+            .map(|d| (d.name_any(), d))
+            .collect();
+    let observed = Observed {
+        deployments: &deployments,
+        jwt_secret_present: jwt_secret_present || children.jwt_secret.is_some(),
+        profile,
+        profile_reason,
+    };
+    write_status(&stacks, stack, status::compute(stack, &observed, &now())).await?;
+    // Nodes are not watched: look again now and then for GPUs coming or going.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+pub fn error_policy(
+    stack: Arc<VoiceChatStack>,
+    error: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(stack = %stack.name_any(), category = error.category(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the controller until the process is stopped.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let stacks: Api<VoiceChatStack> = Api::all(client.clone());
+    let owned = watcher::Config::default().labels(&format!(
+        "app.kubernetes.io/managed-by={}",
+        build::meta::MANAGED_BY
+    ));
+    Controller::new(stacks, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Secret>::all(client), owned)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile event");
+            }
+        })
+        .await;
+}
