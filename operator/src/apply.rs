@@ -21,15 +21,47 @@ use crate::build::meta::MANAGED_BY;
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "voicechat-operator";
 
+/// Whether every field of `desired` is in `observed` with the same value:
+/// the server adds defaults and bookkeeping, but never changes what we
+/// set unless someone edited it. Lists must match element by element.
+pub fn is_subset(desired: &serde_json::Value, observed: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (desired, observed) {
+        (Value::Object(d), Value::Object(o)) => d.iter().all(|(k, v)| match o.get(k) {
+            Some(ov) => is_subset(v, ov),
+            // An empty or null field we send is the same as none at all.
+            None => {
+                v.is_null()
+                    || v.as_object().is_some_and(serde_json::Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty)
+            }
+        }),
+        (Value::Array(d), Value::Array(o)) => {
+            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
+        }
+        (d, o) => d == o,
+    }
+}
+
+/// Applies `object` unless the cluster already holds it as wanted, so a
+/// steady state sends no write at all (reads only).
 async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.name_any();
+    if let Some(current) = api.get_opt(&name).await? {
+        let desired = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
+        let observed = serde_json::to_value(&current).map_err(kube::Error::SerdeError)?;
+        if is_subset(&desired, &observed) {
+            return Ok(());
+        }
+    }
     // `force`: the operator owns these fields even if someone edited them.
     api.patch(
-        &object.name_any(),
+        &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(object),
     )
@@ -163,4 +195,25 @@ pub async fn prune_children(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_subset;
+    use serde_json::json;
+
+    #[test]
+    fn server_additions_are_fine_changes_are_not() {
+        let desired = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"ports": [{"port": 80}], "tags": []}});
+        let observed = json!({"metadata": {"name": "a", "uid": "u", "labels": {"x": "1", "extra": "y"}}, "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}, "status": {}});
+        assert!(is_subset(&desired, &observed));
+        let edited = json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "spec": {"ports": [{"port": 80}]}});
+        assert!(!is_subset(&desired, &edited), "a changed label is drift");
+        let fewer = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"ports": []}});
+        assert!(
+            !is_subset(&desired, &fewer),
+            "a removed list element is drift"
+        );
+        assert!(!is_subset(&json!({"replicas": 2}), &json!({"replicas": 3})));
+    }
 }

@@ -3,7 +3,8 @@
 //! `force`; the generated JWT Secret; the status; and a second reconcile of
 //! the same state that writes no status.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
@@ -32,9 +33,19 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
         .unwrap()
 }
 
-/// Answers like an empty namespace: lists are empty, the JWT Secret does
-/// not exist (or does, with `existing_secret`), applies echo their body.
-async fn serve(mut handle: Handle, existing_secret: Option<String>) -> Vec<Seen> {
+/// Objects the mock API server holds, by path.
+type Store = Arc<Mutex<BTreeMap<String, Value>>>;
+
+fn not_found() -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+/// A small API server: applies are stored (and answered with the whole
+/// object), gets and lists read the store, deletes remove from it.
+async fn serve(mut handle: Handle, store: Store) -> Vec<Seen> {
     let mut seen = Vec::new();
     while let Some((request, reply)) = handle.next_request().await {
         let method = request.method().clone();
@@ -42,32 +53,41 @@ async fn serve(mut handle: Handle, existing_secret: Option<String>) -> Vec<Seen>
         let query = request.uri().query().unwrap_or_default().to_owned();
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let response = match (&method, path.as_str()) {
-            (&Method::GET, p) if p.ends_with("/secrets/demo-jwt") => match &existing_secret {
-                Some(v) => json_response(
+        let mut objects = store.lock().unwrap();
+        let is_list = query.contains("labelSelector") || path == "/api/v1/nodes";
+        let response = match method {
+            Method::GET if is_list => {
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = objects
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                json_response(
                     StatusCode::OK,
-                    &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-jwt"}, "data": {"secret": v}}),
-                ),
-                None => json_response(
-                    StatusCode::NOT_FOUND,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
-                ),
-            },
-            (&Method::GET, _) => json_response(
-                StatusCode::OK,
-                &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []}),
-            ),
-            // The API server answers an apply with the whole object.
-            (&Method::PATCH, p) => {
+                    &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
+            }
+            Method::GET => objects
+                .get(&path)
+                .map_or_else(not_found, |o| json_response(StatusCode::OK, o)),
+            Method::PATCH => {
                 let mut object = body.clone();
-                if object.get("metadata").is_none() {
-                    let segments: Vec<&str> = p.split('/').collect();
-                    let name = segments[segments.len() - 2];
-                    object["metadata"] = json!({"name": name, "namespace": "apps"});
+                if path.ends_with("/status") {
+                    object["metadata"] = json!({"name": "demo", "namespace": "apps"});
                     object["spec"] = json!({});
+                } else {
+                    objects.insert(path.clone(), object.clone());
                 }
                 json_response(StatusCode::OK, &object)
             }
+            Method::DELETE => match objects.remove(&path) {
+                Some(_) => json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+                None => not_found(),
+            },
             _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({})),
         };
         seen.push(Seen {
@@ -81,6 +101,13 @@ async fn serve(mut handle: Handle, existing_secret: Option<String>) -> Vec<Seen>
     seen
 }
 
+fn writes(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .filter(|s| s.method != Method::GET)
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect()
+}
+
 fn stack() -> VoiceChatStack {
     let mut s = VoiceChatStack::new("demo", VoiceChatStackSpec::default());
     s.metadata.namespace = Some("apps".into());
@@ -89,9 +116,9 @@ fn stack() -> VoiceChatStack {
     s
 }
 
-async fn run_reconcile(stack: VoiceChatStack, existing_secret: Option<String>) -> Vec<Seen> {
+async fn run_reconcile(stack: VoiceChatStack, store: Store) -> Vec<Seen> {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(serve(handle, existing_secret));
+    let server = tokio::spawn(serve(handle, store));
     let ctx = Arc::new(Context {
         client: Client::new(service, "apps"),
         settings: OperatorSettings::default(),
@@ -102,9 +129,24 @@ async fn run_reconcile(stack: VoiceChatStack, existing_secret: Option<String>) -
     server.await.unwrap()
 }
 
+fn empty_store() -> Store {
+    Arc::new(Mutex::new(BTreeMap::new()))
+}
+
+/// The stack as the API server would hand it out after `seen`'s status write.
+fn settled(mut stack: VoiceChatStack, seen: &[Seen]) -> VoiceChatStack {
+    let status = seen
+        .iter()
+        .rev()
+        .find(|p| p.method == Method::PATCH && p.path.ends_with("/status"))
+        .expect("a status write");
+    stack.status = Some(serde_json::from_value(status.body["status"].clone()).unwrap());
+    stack
+}
+
 #[tokio::test]
 async fn reconcile_applies_children_in_order_then_writes_status() {
-    let seen = run_reconcile(stack(), None).await;
+    let seen = run_reconcile(stack(), empty_store()).await;
     let patches: Vec<&Seen> = seen.iter().filter(|s| s.method == Method::PATCH).collect();
     for p in &patches {
         assert!(
@@ -167,40 +209,64 @@ async fn an_existing_jwt_secret_is_kept() {
     use base64::Engine as _;
     let existing = base64::engine::general_purpose::STANDARD
         .encode("the-secret-already-in-the-cluster-0123456789");
-    let seen = run_reconcile(stack(), Some(existing.clone())).await;
-    let secret = seen
-        .iter()
-        .find(|p| p.method == Method::PATCH && p.path.ends_with("secrets/demo-jwt"))
-        .unwrap();
-    assert_eq!(
-        secret.body["data"]["secret"],
-        existing.as_str(),
-        "re-applied unchanged, never rotated"
+    let store = empty_store();
+    store.lock().unwrap().insert(
+        "/api/v1/namespaces/apps/secrets/demo-jwt".into(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-jwt", "namespace": "apps"}, "data": {"secret": existing}}),
     );
+    run_reconcile(stack(), store.clone()).await;
+    let kept =
+        store.lock().unwrap()["/api/v1/namespaces/apps/secrets/demo-jwt"]["data"]["secret"].clone();
+    assert_eq!(kept, existing.as_str(), "never rotated");
 }
 
 #[tokio::test]
-async fn a_steady_state_writes_no_status() {
-    let first = run_reconcile(stack(), None).await;
-    let status_patch = first
-        .iter()
-        .rev()
-        .find(|p| p.path.ends_with("/status"))
-        .unwrap();
-    let mut settled = stack();
-    settled.status = Some(serde_json::from_value(status_patch.body["status"].clone()).unwrap());
-    let secret = first
-        .iter()
-        .find(|p| p.method == Method::PATCH && p.path.ends_with("secrets/demo-jwt"))
-        .unwrap();
-    let second = run_reconcile(
-        settled,
-        Some(secret.body["data"]["secret"].as_str().unwrap().to_owned()),
-    )
-    .await;
+async fn a_steady_state_writes_nothing_and_drift_is_corrected() {
+    let store = empty_store();
+    let first = run_reconcile(stack(), store.clone()).await;
+    assert!(writes(&first).len() > 10, "{:?}", writes(&first));
+    let stack = settled(stack(), &first);
+
+    let second = run_reconcile(stack.clone(), store.clone()).await;
+    assert_eq!(
+        writes(&second),
+        Vec::<String>::new(),
+        "a steady state sends no write"
+    );
+
+    // Someone scales the chat Deployment by hand: only it is re-applied.
+    let path = "/apis/apps/v1/namespaces/apps/deployments/demo-chat";
+    store.lock().unwrap().get_mut(path).unwrap()["spec"]["replicas"] = json!(5);
+    let third = run_reconcile(stack, store.clone()).await;
+    assert_eq!(writes(&third), [format!("PATCH {path}")]);
+    assert_eq!(store.lock().unwrap()[path]["spec"]["replicas"], 1);
+}
+
+#[tokio::test]
+async fn children_no_longer_wanted_are_deleted() {
+    let store = empty_store();
+    let mut with_ollama = stack();
+    with_ollama.spec.ollama.enabled = true;
+    let first = run_reconcile(with_ollama, store.clone()).await;
     assert!(
-        second.iter().all(|p| !p.path.ends_with("/status")),
-        "status unchanged: not written"
+        store
+            .lock()
+            .unwrap()
+            .contains_key("/apis/apps/v1/namespaces/apps/deployments/demo-ollama")
+    );
+    let without = settled(stack(), &first);
+    let second = run_reconcile(without, store.clone()).await;
+    let deletes: Vec<String> = writes(&second)
+        .into_iter()
+        .filter(|w| w.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "DELETE /apis/apps/v1/namespaces/apps/deployments/demo-ollama",
+            "DELETE /api/v1/namespaces/apps/services/demo-ollama",
+            "DELETE /apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/demo-ollama",
+        ]
     );
 }
 
@@ -208,7 +274,7 @@ async fn a_steady_state_writes_no_status() {
 async fn an_invalid_stack_gets_a_status_and_waits() {
     let mut s = stack();
     s.spec.redis.mode = voicechat_operator::crd::RedisMode::External;
-    let seen = run_reconcile(s, None).await;
+    let seen = run_reconcile(s, empty_store()).await;
     assert!(
         seen.iter().all(|p| !p.path.contains("/deployments/")),
         "nothing applied: {:?}",
