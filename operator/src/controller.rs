@@ -14,8 +14,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::apply::{self, FIELD_MANAGER};
@@ -63,6 +64,45 @@ pub struct Context {
     pub client: Client,
     pub settings: OperatorSettings,
     pub metrics: OperatorMetrics,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: OperatorSettings, metrics: OperatorMetrics) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Publishes an Event on the stack; best effort (an Event that cannot
+    /// be written is logged, the reconcile goes on).
+    async fn event(&self, stack: &VoiceChatStack, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
+            tracing::debug!(error = %e, reason, "cannot publish an event");
+        }
+    }
+}
+
+fn ready_status(status: Option<&VoiceChatStackStatus>) -> Option<&str> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
 }
 
 /// A fresh HS256 secret: 48 random bytes, hex (96 characters).
@@ -215,6 +255,8 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(stack = %stack.name_any(), error = %e, "invalid stack; waiting for a change");
+            ctx.event(stack, EventType::Warning, e.category(), e.to_string())
+                .await;
             write_status(&stacks, stack, invalid_status(stack, &e)).await?;
             return Ok(Action::await_change());
         }
@@ -247,7 +289,33 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         profile,
         profile_reason,
     };
-    write_status(&stacks, stack, status::compute(stack, &observed, &now())).await?;
+    let status = status::compute(stack, &observed, &now());
+    // An event when Ready flips (not for the first status of a new stack).
+    match (
+        ready_status(stack.status.as_ref()),
+        ready_status(Some(&status)),
+    ) {
+        (Some("False"), Some("True")) => {
+            ctx.event(
+                stack,
+                EventType::Normal,
+                "Ready",
+                "all parts are available".into(),
+            )
+            .await
+        }
+        (Some("True"), Some("False")) => {
+            let message = status
+                .conditions
+                .first()
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.event(stack, EventType::Warning, "NotReady", message)
+                .await;
+        }
+        _ => {}
+    }
+    write_status(&stacks, stack, status).await?;
     // Nodes are not watched: look again now and then for GPUs coming or going.
     Ok(Action::requeue(Duration::from_secs(300)))
 }

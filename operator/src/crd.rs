@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -171,8 +171,9 @@ pub enum RedisMode {
     External,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'External' || has(self.urlSecret)").message("redis.mode External needs redis.urlSecret"))]
 pub struct RedisSpec {
     #[serde(default)]
     pub mode: RedisMode,
@@ -186,11 +187,13 @@ pub struct RedisSpec {
     pub image: Option<String>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Use this Secret key as the HS256 secret instead of generating one.
+    /// Immutable: changing it would invalidate every issued token at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("auth.jwtSecret is immutable; create a new stack to change it"))]
     pub jwt_secret: Option<SecretKeyRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,

@@ -78,11 +78,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             tracing::error!(error = %e, "operator HTTP server stopped");
         }
     });
-    controller::run(Arc::new(Context {
-        client,
-        settings,
-        metrics,
-    }))
-    .await;
+    controller::run(Arc::new(Context::new(client, settings, metrics))).await;
     Ok(())
 }

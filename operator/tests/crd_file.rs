@@ -70,3 +70,23 @@ fn examples_are_valid_stacks() {
     }
     assert_eq!(stacks, 3, "minimal, gpu and external-redis");
 }
+
+#[test]
+fn cel_rules_are_in_the_schema() {
+    let yaml = voicechat_operator::crd_yaml().unwrap();
+    let crd: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    let rules = |v: &serde_json::Value| {
+        v["x-kubernetes-validations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let redis = rules(&spec["redis"]);
+    assert_eq!(
+        redis[0]["rule"],
+        "self.mode != 'External' || has(self.urlSecret)"
+    );
+    let secret = rules(&spec["auth"]["properties"]["jwtSecret"]);
+    assert_eq!(secret[0]["rule"], "self == oldSelf");
+}

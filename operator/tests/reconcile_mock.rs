@@ -81,6 +81,8 @@ async fn serve(mut handle: Handle, store: Store) -> Vec<Seen> {
                 }
                 json_response(StatusCode::OK, &object)
             }
+            // Events are created, never read back here.
+            Method::POST if path.contains("/events") => json_response(StatusCode::CREATED, &body),
             Method::DELETE => match objects.remove(&path) {
                 Some(_) => json_response(
                     StatusCode::OK,
@@ -119,11 +121,11 @@ fn stack() -> VoiceChatStack {
 async fn run_reconcile(stack: VoiceChatStack, store: Store) -> Vec<Seen> {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(serve(handle, store));
-    let ctx = Arc::new(Context {
-        client: Client::new(service, "apps"),
-        settings: OperatorSettings::default(),
-        metrics: OperatorMetrics::new().unwrap(),
-    });
+    let ctx = Arc::new(Context::new(
+        Client::new(service, "apps"),
+        OperatorSettings::default(),
+        OperatorMetrics::new().unwrap(),
+    ));
     reconcile(Arc::new(stack), ctx).await.expect("reconcile");
     // Dropping the client ends the mock server's request stream.
     server.await.unwrap()
@@ -280,7 +282,18 @@ async fn an_invalid_stack_gets_a_status_and_waits() {
         "nothing applied: {:?}",
         seen.iter().map(|s| &s.path).collect::<Vec<_>>()
     );
-    let status = &seen.last().unwrap().body["status"];
+    let event = seen
+        .iter()
+        .find(|p| p.method == Method::POST && p.path.contains("/events"))
+        .expect("a Warning event");
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "InvalidRedis");
+    let status = &seen
+        .iter()
+        .rev()
+        .find(|p| p.path.ends_with("/status"))
+        .unwrap()
+        .body["status"];
     let ready = &status["conditions"][0];
     assert_eq!(
         (
@@ -290,4 +303,39 @@ async fn an_invalid_stack_gets_a_status_and_waits() {
         ),
         (Some("Ready"), Some("False"), Some("InvalidRedis"))
     );
+}
+
+#[tokio::test]
+async fn becoming_ready_is_reported_in_status_and_an_event() {
+    let store = empty_store();
+    let first = run_reconcile(stack(), store.clone()).await;
+    let stack = settled(stack(), &first);
+    // No kubelet here: mark the Deployments available, as the cluster would.
+    for (path, object) in store.lock().unwrap().iter_mut() {
+        if path.contains("/deployments/") {
+            object["status"] = json!({"readyReplicas": 1, "conditions": [{"type": "Available", "status": "True"}]});
+        }
+    }
+    let second = run_reconcile(stack, store).await;
+    let event = second
+        .iter()
+        .find(|p| p.method == Method::POST && p.path.contains("/events"))
+        .expect("a Ready event");
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Normal"), Some("Ready"))
+    );
+    let status = &second
+        .iter()
+        .rev()
+        .find(|p| p.path.ends_with("/status"))
+        .unwrap()
+        .body["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
 }
