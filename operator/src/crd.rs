@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
     status = "VoiceChatStackStatus",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"STT","type":"string","jsonPath":".status.sttProfile"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("!has(self.spec.voice) || !has(self.spec.voice.engines) || !has(self.spec.voice.engines.stt) || self.spec.voice.sttProfile != 'GPU' || self.spec.voice.engines.stt.exists(e, e == 'whisper')").message("voice.sttProfile GPU needs the whisper engine in voice.engines.stt")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceChatStackSpec {
@@ -142,6 +143,9 @@ pub struct VoiceSpec {
     pub replicas: i32,
     #[serde(default)]
     pub stt_profile: SttProfile,
+    /// Which engines the voice service loads; all of them when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engines: Option<VoiceEngines>,
     /// Whisper model file name (e.g. `ggml-base.en.bin`); defaults per profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whisper_model: Option<String>,
@@ -160,6 +164,32 @@ pub struct VoiceSpec {
     pub runtime_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_env: Vec<EnvVar>,
+}
+
+/// Engines of the voice service, each list in order of preference is fixed
+/// by the service (Piper, espeak-ng, Google; Whisper, Vosk, Google).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct VoiceEngines {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tts: Option<Vec<TtsEngine>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stt: Option<Vec<SttEngine>>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TtsEngine {
+    Piper,
+    EspeakNg,
+    Google,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SttEngine {
+    Whisper,
+    Vosk,
+    Google,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -239,6 +269,7 @@ impl Default for VoiceSpec {
             cuda_image: None,
             replicas: one(),
             stt_profile: SttProfile::default(),
+            engines: None,
             whisper_model: None,
             models_pvc: None,
             resources: None,

@@ -89,4 +89,12 @@ fn cel_rules_are_in_the_schema() {
     );
     let secret = rules(&spec["auth"]["properties"]["jwtSecret"]);
     assert_eq!(secret[0]["rule"], "self == oldSelf");
+    let root = rules(&crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]);
+    assert!(
+        root[0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("exists(e, e == 'whisper')"),
+        "{root:?}"
+    );
 }

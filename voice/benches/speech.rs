@@ -44,6 +44,14 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         max_audio_secs: 600,
         vad_threshold_dbfs: -45.0,
         google: None,
+        tts_engines: voicechat_voice::config::TTS_ENGINES
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
+        stt_engines: voicechat_voice::config::STT_ENGINES
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
     }
 }
 

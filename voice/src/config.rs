@@ -54,6 +54,35 @@ pub struct VoiceConfig {
     pub vad_threshold_dbfs: f32,
     /// Google Cloud engines; `None` unless `GOOGLE_APPLICATION_CREDENTIALS` is set.
     pub google: Option<GoogleSettings>,
+    /// Engines to load (`VOICE_TTS_ENGINES`, `VOICE_STT_ENGINES`), in
+    /// their fixed order of preference; Google also needs credentials.
+    pub tts_engines: Vec<String>,
+    pub stt_engines: Vec<String>,
+}
+
+pub const TTS_ENGINES: &[&str] = &["piper", "espeak-ng", "google"];
+pub const STT_ENGINES: &[&str] = &["whisper", "vosk", "google"];
+
+/// A comma-separated engine list; every name must be one of `known`.
+pub fn parse_engines(
+    name: &str,
+    raw: Option<&str>,
+    known: &[&str],
+) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(known.iter().map(|e| (*e).to_owned()).collect());
+    };
+    let mut engines = Vec::new();
+    for engine in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if !known.contains(&engine) {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                message: format!("unknown engine {engine:?}; known: {}", known.join(", ")),
+            });
+        }
+        engines.push(engine.to_owned());
+    }
+    Ok(engines)
 }
 
 impl VoiceConfig {
@@ -122,6 +151,16 @@ impl VoiceConfig {
             max_audio_secs: config::env_parse("VOICE_MAX_AUDIO_SECS", 600u32)?,
             vad_threshold_dbfs: config::env_parse("VAD_THRESHOLD_DBFS", -45.0f32)?,
             google: google_from_env()?,
+            tts_engines: parse_engines(
+                "VOICE_TTS_ENGINES",
+                config::env_string("VOICE_TTS_ENGINES").as_deref(),
+                TTS_ENGINES,
+            )?,
+            stt_engines: parse_engines(
+                "VOICE_STT_ENGINES",
+                config::env_string("VOICE_STT_ENGINES").as_deref(),
+                STT_ENGINES,
+            )?,
         })
     }
 }
@@ -155,4 +194,28 @@ fn google_from_env() -> Result<Option<GoogleSettings>, ConfigError> {
             .unwrap_or_else(|| "en-US-Standard-C".into()),
         timeout: Duration::from_secs(config::env_parse("GOOGLE_TIMEOUT_SECS", 30u64)?),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_lists_default_to_all_and_refuse_unknown_names() {
+        assert_eq!(
+            parse_engines("X", None, STT_ENGINES).unwrap(),
+            ["whisper", "vosk", "google"]
+        );
+        assert_eq!(
+            parse_engines("X", Some("vosk, whisper"), STT_ENGINES).unwrap(),
+            ["vosk", "whisper"]
+        );
+        assert!(
+            parse_engines("X", Some(""), TTS_ENGINES)
+                .unwrap()
+                .is_empty()
+        );
+        let err = parse_engines("VOICE_TTS_ENGINES", Some("piper,coqui"), TTS_ENGINES).unwrap_err();
+        assert!(err.to_string().contains("coqui"), "{err}");
+    }
 }

@@ -34,27 +34,39 @@ pub struct EngineStatus {
 
 impl Engines {
     pub fn load(config: &VoiceConfig) -> Self {
-        let piper = PiperTts::load(&config.piper_dir);
-        let espeak = EspeakTts::new(
-            config.espeak_program.clone(),
-            config.espeak_default_voice.clone(),
-        );
-        let whisper = WhisperStt::load(
-            &config.whisper_model,
-            config.threads,
-            config.profile == Profile::Gpu,
-        );
-        let vosk = VoskStt::load(&config.vosk_dir, config.vosk_default_language.clone());
-        let mut tts: Vec<Box<dyn TextToSpeech>> = vec![Box::new(piper), Box::new(espeak)];
-        let mut stt: Vec<Box<dyn SpeechToText>> = vec![Box::new(whisper), Box::new(vosk)];
+        let wanted = |list: &[String], name: &str| list.iter().any(|e| e == name);
+        let mut tts: Vec<Box<dyn TextToSpeech>> = Vec::new();
+        if wanted(&config.tts_engines, "piper") {
+            tts.push(Box::new(PiperTts::load(&config.piper_dir)));
+        }
+        if wanted(&config.tts_engines, "espeak-ng") {
+            tts.push(Box::new(EspeakTts::new(
+                config.espeak_program.clone(),
+                config.espeak_default_voice.clone(),
+            )));
+        }
+        let mut stt: Vec<Box<dyn SpeechToText>> = Vec::new();
+        if wanted(&config.stt_engines, "whisper") {
+            stt.push(Box::new(WhisperStt::load(
+                &config.whisper_model,
+                config.threads,
+                config.profile == Profile::Gpu,
+            )));
+        }
+        if wanted(&config.stt_engines, "vosk") {
+            stt.push(Box::new(VoskStt::load(
+                &config.vosk_dir,
+                config.vosk_default_language.clone(),
+            )));
+        }
         // Google last: a remote fallback, used when the local engines cannot.
         if let Some(google) = &config.google {
             match reqwest::Client::builder().timeout(google.timeout).build() {
                 Ok(http) => {
-                    if google.tts_enabled {
+                    if google.tts_enabled && wanted(&config.tts_engines, "google") {
                         tts.push(Box::new(GoogleTts::new(google, http.clone())));
                     }
-                    if google.stt_enabled {
+                    if google.stt_enabled && wanted(&config.stt_engines, "google") {
                         stt.push(Box::new(GoogleStt::new(google, http)));
                     }
                 }

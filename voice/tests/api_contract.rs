@@ -429,3 +429,43 @@ async fn redis_outage_never_fails_a_request() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn only_the_configured_engines_are_loaded() {
+    if !models_or_skip("only_the_configured_engines_are_loaded") {
+        return;
+    }
+    let m = models_dir();
+    let mut cfg = config(None, m.join("piper"), m.join("vosk"));
+    cfg.tts_engines = vec!["espeak-ng".into()];
+    cfg.stt_engines = vec!["vosk".into()];
+    let s = Service::start(cfg, None);
+    let engines: Value = client()
+        .get(s.url("/api/v1/engines"))
+        .bearer_auth(token("a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["espeak-ng", "vosk"]);
+    let r = client()
+        .post(s.url("/api/v1/tts"))
+        .bearer_auth(token("a"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["x-voice-engine"],
+        "espeak-ng",
+        "Piper's voice is installed but not enabled"
+    );
+}

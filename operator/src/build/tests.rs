@@ -347,3 +347,24 @@ fn invalid_stacks_are_refused_with_a_category() {
     assert_eq!(err, BuildError::ExternalRedisWithoutUrl);
     assert_eq!(err.category(), "InvalidRedis");
 }
+
+#[test]
+fn engine_choices_reach_the_voice_service() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.voice.engines = Some(crate::crd::VoiceEngines {
+        tts: Some(vec![crate::crd::TtsEngine::EspeakNg]),
+        stt: Some(vec![
+            crate::crd::SttEngine::Whisper,
+            crate::crd::SttEngine::Vosk,
+        ]),
+    });
+    let c = built(spec, Resolved::Cpu);
+    let vconf = config(&c, "demo-voice-config");
+    assert_eq!(vconf["VOICE_TTS_ENGINES"], "espeak-ng");
+    assert_eq!(vconf["VOICE_STT_ENGINES"], "whisper,vosk");
+    let plain = built(VoiceChatStackSpec::default(), Resolved::Cpu);
+    assert!(
+        !config(&plain, "demo-voice-config").contains_key("VOICE_STT_ENGINES"),
+        "unset: the service's defaults"
+    );
+}

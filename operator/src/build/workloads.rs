@@ -116,11 +116,30 @@ pub fn voice_config(
             threads_from_cpu_limit(voice.resources.as_ref()).to_string(),
         );
     }
+    // Unset lists leave the service's defaults (every engine).
+    if let Some(engines) = &voice.engines {
+        if let Some(tts) = &engines.tts {
+            data.insert("VOICE_TTS_ENGINES".into(), engine_names(tts));
+        }
+        if let Some(stt) = &engines.stt {
+            data.insert("VOICE_STT_ENGINES".into(), engine_names(stt));
+        }
+    }
     ConfigMap {
         metadata: child_meta(stack, "voice-config", Some(Part::Voice)),
         data: Some(data),
         ..Default::default()
     }
+}
+
+/// `[EspeakNg, Google]` → `espeak-ng,google`: the names the service reads.
+fn engine_names<E: serde::Serialize>(engines: &[E]) -> String {
+    engines
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whisper threads from the CPU limit (rounded up; 2 without a limit).

@@ -71,6 +71,14 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         max_audio_secs: 60,
         vad_threshold_dbfs: -45.0,
         google: None,
+        tts_engines: voicechat_voice::config::TTS_ENGINES
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
+        stt_engines: voicechat_voice::config::STT_ENGINES
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect(),
     }
 }
 
