@@ -192,7 +192,9 @@ async fn bad_input_gets_clear_4xx_errors() {
     ];
     for (body, content_type, status, code) in cases {
         let len = body.len();
-        let r = stt(body, content_type).await.unwrap();
+        let r = stt(body, content_type)
+            .await
+            .unwrap_or_else(|e| panic!("{len} bytes as {content_type}: {e}"));
         assert_eq!(r.status(), status, "{len} bytes as {content_type}");
         let e: Value = r.json().await.unwrap();
         assert_eq!(

@@ -131,6 +131,9 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
         "application/octet-stream",
     ];
     if !accepted.iter().any(|t| content_type.starts_with(t)) {
+        // Read the body before refusing it: answering while the client is
+        // still sending makes it see a broken connection, not this error.
+        let _ = read_limited(request.into_body(), state.config.max_audio_bytes).await;
         return Err(VoiceError::BadInput(format!(
             "content type {content_type:?} is not accepted: send audio/wav or multipart/form-data"
         )));
