@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -316,7 +319,7 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         _ => {}
     }
     write_status(&stacks, stack, status).await?;
-    // Nodes are not watched: look again now and then for GPUs coming or going.
+    // Children and GPU nodes are watched; the periodic pass is a safety net.
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
@@ -329,6 +332,35 @@ pub fn error_policy(
     Action::requeue(Duration::from_secs(15))
 }
 
+/// Node events that change which nodes offer GPUs (see
+/// [`profile::GpuNodeTracker`]), as a trigger stream.
+fn gpu_node_changes(
+    client: Client,
+    gpu_resource: String,
+) -> impl futures_util::Stream<Item = Result<Node, watcher::Error>> + Send {
+    use profile::{GpuNodeTracker, NodeEvent};
+    let mut tracker = GpuNodeTracker::default();
+    watcher(Api::<Node>::all(client), watcher::Config::default()).filter_map(move |event| {
+        let changed = match &event {
+            Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
+                tracker.observe(NodeEvent::Applied(n), &gpu_resource)
+            }
+            Ok(watcher::Event::Delete(n)) => tracker.observe(NodeEvent::Deleted(n), &gpu_resource),
+            Ok(watcher::Event::Init) => tracker.observe(NodeEvent::RelistStarted, &gpu_resource),
+            Ok(watcher::Event::InitDone) => tracker.observe(NodeEvent::RelistDone, &gpu_resource),
+            Err(_) => false,
+        };
+        let item = match event {
+            Err(e) => Some(Err(e)),
+            // The mapper ignores which node it was: any change re-resolves
+            // every Auto stack, so one placeholder object suffices.
+            Ok(_) if changed => Some(Ok(Node::default())),
+            Ok(_) => None,
+        };
+        std::future::ready(item)
+    })
+}
+
 /// Runs the controller until the process is stopped.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
@@ -337,11 +369,29 @@ pub async fn run(ctx: Arc<Context>) {
         "app.kubernetes.io/managed-by={}",
         build::meta::MANAGED_BY
     ));
-    Controller::new(stacks, watcher::Config::default())
+    let controller = Controller::new(stacks, watcher::Config::default());
+    let store = controller.store();
+    controller
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Secret>::all(client), owned)
+        .owns(Api::<Secret>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned.clone(),
+        )
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
+        .watches_stream(
+            gpu_node_changes(client, ctx.settings.gpu_resource.clone()),
+            move |_node| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

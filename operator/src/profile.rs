@@ -49,6 +49,63 @@ pub fn resolve(requested: SttProfile, nodes: &[Node], gpu_resource: &str) -> (Re
     }
 }
 
+/// Whether a node offers GPUs to the `Auto` profile right now.
+pub fn offers_gpu(node: &Node, gpu_resource: &str) -> bool {
+    schedulable(node) && gpus(node, gpu_resource) > 0
+}
+
+/// Remembers which nodes offer GPUs, so the Node watch wakes `Auto` stacks
+/// only when that changes (a GPU node added, removed, cordoned, its GPUs
+/// gone) and not on every heartbeat-driven status update.
+#[derive(Debug, Default)]
+pub struct GpuNodeTracker {
+    offering: std::collections::BTreeSet<String>,
+    /// The set as it was when a re-list began; compared at its end, since
+    /// nodes deleted while the watch was down send no event.
+    before_relist: Option<std::collections::BTreeSet<String>>,
+}
+
+/// One Node watch event, reduced to what the tracker needs.
+pub enum NodeEvent<'a> {
+    Applied(&'a Node),
+    Deleted(&'a Node),
+    RelistStarted,
+    RelistDone,
+}
+
+impl GpuNodeTracker {
+    /// Records the event; true when the set of GPU nodes changed.
+    pub fn observe(&mut self, event: NodeEvent<'_>, gpu_resource: &str) -> bool {
+        match event {
+            NodeEvent::Applied(node) => {
+                let Some(name) = node.metadata.name.clone() else {
+                    return false;
+                };
+                let changed = if offers_gpu(node, gpu_resource) {
+                    self.offering.insert(name)
+                } else {
+                    self.offering.remove(&name)
+                };
+                // During a re-list, changes are reported once, at its end.
+                changed && self.before_relist.is_none()
+            }
+            NodeEvent::Deleted(node) => node
+                .metadata
+                .name
+                .as_ref()
+                .is_some_and(|n| self.offering.remove(n)),
+            NodeEvent::RelistStarted => {
+                self.before_relist = Some(std::mem::take(&mut self.offering));
+                false
+            }
+            NodeEvent::RelistDone => self
+                .before_relist
+                .take()
+                .is_some_and(|before| before != self.offering),
+        }
+    }
+}
+
 fn schedulable(node: &Node) -> bool {
     let spec_ok = node
         .spec
@@ -163,6 +220,36 @@ mod tests {
             Resolved::Cpu,
             "the resource name is configurable"
         );
+    }
+
+    #[test]
+    fn the_tracker_reports_only_changes_of_the_gpu_node_set() {
+        let mut t = GpuNodeTracker::default();
+        let r = "nvidia.com/gpu";
+        let gpu = node("g", Some("1"), false, Some("True"));
+        let cpu = node("c", None, false, Some("True"));
+        assert!(!t.observe(NodeEvent::RelistStarted, r));
+        assert!(!t.observe(NodeEvent::Applied(&cpu), r));
+        assert!(
+            !t.observe(NodeEvent::RelistDone, r),
+            "no GPU node, as before"
+        );
+        assert!(t.observe(NodeEvent::Applied(&gpu), r), "a GPU node came");
+        assert!(!t.observe(NodeEvent::Applied(&gpu), r), "a heartbeat");
+        assert!(!t.observe(NodeEvent::Applied(&cpu), r));
+        let cordoned = node("g", Some("1"), true, Some("True"));
+        assert!(t.observe(NodeEvent::Applied(&cordoned), r), "cordoned");
+        assert!(t.observe(NodeEvent::Applied(&gpu), r), "uncordoned");
+        assert!(t.observe(NodeEvent::Deleted(&gpu), r), "a GPU node went");
+        assert!(!t.observe(NodeEvent::Deleted(&cpu), r));
+        // A re-list after a watch outage during which the GPU node came.
+        assert!(!t.observe(NodeEvent::RelistStarted, r));
+        assert!(!t.observe(NodeEvent::Applied(&gpu), r));
+        assert!(t.observe(NodeEvent::RelistDone, r));
+        // And one during which it went (no Deleted event was seen).
+        assert!(!t.observe(NodeEvent::RelistStarted, r));
+        assert!(!t.observe(NodeEvent::Applied(&cpu), r));
+        assert!(t.observe(NodeEvent::RelistDone, r));
     }
 
     #[test]

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Builds a real Kubernetes control plane from Go modules: kube-apiserver,
+# kube-controller-manager, kubectl and etcd, pinned to one release, plus
+# helm; caches the binaries under ~/.cache keyed by version. Prints two
+# lines for the caller to eval:
+#   eval "$(e2e/build-k8s.sh)"   # sets KUBE_ASSETS (the folder) and HELM_BIN
+#
+# Why a wrapper module: k8s.io/kubernetes points its staging modules
+# (k8s.io/api, k8s.io/client-go, ...) at ./staging with `replace`, so
+# `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.x` is refused. A module
+# of our own that requires k8s.io/kubernetes and replaces every staging
+# module with its published v0.y.z builds the same code. etcd's server module
+# has a main package and is already in k8s.io/kubernetes' module graph at the
+# version Kubernetes tests with, so it is built from the same wrapper.
+#
+# Needs Go >= the release's `go` directive; if `go` is missing or too old, a
+# toolchain is fetched from the Go module proxy (golang.org/toolchain), which
+# is reachable wherever Go modules are.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+GO_TOOLCHAIN_VERSION="${GO_TOOLCHAIN_VERSION:-1.26.0}"
+cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
+out="$cache/k8s-$K8S_VERSION/bin"
+helm_bin="$cache/helm-$HELM_VERSION/bin/helm"
+binaries=(kube-apiserver kube-controller-manager kubectl etcd)
+
+have_all() {
+  for b in "${binaries[@]}"; do [ -x "$out/$b" ] || return 1; done
+  [ -x "$helm_bin" ]
+}
+print_env() {
+  echo "export KUBE_ASSETS='$out'"
+  echo "export HELM_BIN='$helm_bin'"
+}
+
+if have_all; then
+  print_env
+  exit 0
+fi
+
+log() { echo "==> $*" >&2; }
+started=$(date +%s)
+
+# Go: use the one on PATH when it is new enough, else a proxy toolchain.
+go_ok() {
+  command -v go >/dev/null || return 1
+  local v
+  v="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
+  [ "$(printf '%s\n%s\n' "$GO_TOOLCHAIN_VERSION" "$v" | sort -V | head -n1)" = "$GO_TOOLCHAIN_VERSION" ]
+}
+if ! go_ok; then
+  goroot="$cache/go-$GO_TOOLCHAIN_VERSION"
+  if [ ! -x "$goroot/bin/go" ]; then
+    log "fetching Go $GO_TOOLCHAIN_VERSION from the Go module proxy"
+    tmp="$(mktemp -d)"
+    curl -fsSL --retry 3 -o "$tmp/go.zip" \
+      "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64.zip"
+    (cd "$tmp" && unzip -q go.zip)
+    rm -rf "$goroot"
+    mv "$tmp/golang.org/toolchain@v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64" "$goroot"
+    rm -rf "$tmp"
+  fi
+  export PATH="$goroot/bin:$PATH"
+fi
+export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+
+# Helm has no replace directives: a plain `go install` of the tagged module.
+if [ ! -x "$helm_bin" ]; then
+  log "building helm $HELM_VERSION"
+  t0=$(date +%s)
+  GOBIN="$(dirname "$helm_bin")" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" >&2
+  log "built helm in $(($(date +%s) - t0)) s"
+fi
+
+src="$cache/k8s-$K8S_VERSION/src"
+mkdir -p "$src" "$out"
+staging_version="v0.${K8S_VERSION#v1.}"
+
+log "preparing the wrapper module for k8s.io/kubernetes $K8S_VERSION"
+kube_mod="$(curl -fsSL --retry 3 "https://proxy.golang.org/k8s.io/kubernetes/@v/$K8S_VERSION.mod")"
+go_directive="$(printf '%s\n' "$kube_mod" | awk '$1 == "go" {print $2; exit}')"
+{
+  echo "module voicechat.dev/k8s-build"
+  echo
+  echo "go $go_directive"
+  echo
+  echo "require k8s.io/kubernetes $K8S_VERSION"
+  echo
+  echo "replace ("
+  # Every staging module that k8s.io/kubernetes requires at v0.0.0.
+  printf '%s\n' "$kube_mod" | awk '/^replace \(/ {r=1; next} r && /^\)/ {r=0} r && /=>/ {print $1}' |
+    while read -r m; do
+      if printf '%s\n' "$kube_mod" | grep -qE "^[[:space:]]+$m v0\.0\.0"; then
+        echo "	$m => $m $staging_version"
+      fi
+    done
+  echo ")"
+} >"$src/go.mod"
+cat >"$src/tools.go" <<'EOF'
+//go:build tools
+
+// Keeps the commands' packages in the module graph for `go mod tidy`.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+
+minor="${K8S_VERSION#v1.}"
+minor="${minor%%.*}"
+version_flags=""
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_flags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+  version_flags+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+done
+
+if have_all; then
+  print_env
+  exit 0
+fi
+
+cd "$src"
+log "downloading modules (go mod tidy)"
+go mod tidy >&2
+for b in "${binaries[@]}"; do
+  case "$b" in
+    etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+    *) pkg="k8s.io/kubernetes/cmd/$b" ;;
+  esac
+  log "building $b"
+  t0=$(date +%s)
+  # -trimpath keeps the cache path out of the binaries; -s -w halves their
+  # size; the -X flags give /version the release (Helm and kubectl read it).
+  go build -trimpath -ldflags "-s -w $version_flags" -o "$out/$b.tmp" "$pkg" >&2
+  mv "$out/$b.tmp" "$out/$b"
+  log "built $b in $(($(date +%s) - t0)) s"
+done
+log "Kubernetes $K8S_VERSION control plane and helm $HELM_VERSION built in $(($(date +%s) - started)) s: $out"
+print_env
