@@ -83,6 +83,10 @@ impl OperatorProcess {
         self.process.check_running()
     }
 
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         self.process.log_tail(lines)
     }

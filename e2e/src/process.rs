@@ -68,6 +68,22 @@ impl ManagedProcess {
         log_tail(&self.log, lines)
     }
 
+    /// Whether the process is alive (not exited, not a zombie), without
+    /// reaping it: usable through a shared reference.
+    pub fn is_running(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // The state follows the parenthesised command name.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    }
+
     /// Fails when the process has already exited.
     pub fn check_running(&mut self) -> Result<(), HarnessError> {
         let Some(child) = self.child.as_mut() else {

@@ -25,21 +25,44 @@ pub const FIELD_MANAGER: &str = "voicechat-operator";
 /// the server adds defaults and bookkeeping, but never changes what we
 /// set unless someone edited it. Lists must match element by element.
 pub fn is_subset(desired: &serde_json::Value, observed: &serde_json::Value) -> bool {
+    first_difference(desired, observed).is_none()
+}
+
+/// The path of the first field of `desired` that `observed` lacks or holds
+/// differently (`None` when `desired` is a subset): logged, so drift and
+/// server-side normalisation are visible.
+pub fn first_difference(
+    desired: &serde_json::Value,
+    observed: &serde_json::Value,
+) -> Option<String> {
     use serde_json::Value;
     match (desired, observed) {
-        (Value::Object(d), Value::Object(o)) => d.iter().all(|(k, v)| match o.get(k) {
-            Some(ov) => is_subset(v, ov),
-            // An empty or null field we send is the same as none at all.
+        (Value::Object(d), Value::Object(o)) => d.iter().find_map(|(k, v)| match o.get(k) {
+            Some(ov) => first_difference(v, ov).map(|p| format!(".{k}{p}")),
+            // A null or zero value we send is the same as none at all: the
+            // API server's Go types drop zero values (`omitempty`), e.g. a
+            // volume mount's `readOnly: false`.
             None => {
-                v.is_null()
+                let empty = v.is_null()
+                    || v == &Value::Bool(false)
+                    || v.as_i64() == Some(0)
+                    || v.as_str() == Some("")
                     || v.as_object().is_some_and(serde_json::Map::is_empty)
-                    || v.as_array().is_some_and(Vec::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty);
+                (!empty).then(|| format!(".{k} (missing)"))
             }
         }),
         (Value::Array(d), Value::Array(o)) => {
-            d.len() == o.len() && d.iter().zip(o).all(|(dv, ov)| is_subset(dv, ov))
+            if d.len() != o.len() {
+                return Some(format!(" ({} items, {} wanted)", o.len(), d.len()));
+            }
+            d.iter()
+                .zip(o)
+                .enumerate()
+                .find_map(|(i, (dv, ov))| first_difference(dv, ov).map(|p| format!("[{i}]{p}")))
         }
-        (d, o) => d == o,
+        (d, o) if d == o => None,
+        (d, o) => Some(format!(" ({o} there, {d} wanted)")),
     }
 }
 
@@ -55,8 +78,14 @@ where
     if let Some(current) = api.get_opt(&name).await? {
         let desired = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
         let observed = serde_json::to_value(&current).map_err(kube::Error::SerdeError)?;
-        if is_subset(&desired, &observed) {
-            return Ok(());
+        match first_difference(&desired, &observed) {
+            None => return Ok(()),
+            Some(path) => tracing::info!(
+                kind = %K::kind(&K::DynamicType::default()),
+                %name,
+                differs = %path,
+                "re-applying a child"
+            ),
         }
     }
     // `force`: the operator owns these fields even if someone edited them.
@@ -199,7 +228,7 @@ pub async fn prune_children(
 
 #[cfg(test)]
 mod tests {
-    use super::is_subset;
+    use super::{first_difference, is_subset};
     use serde_json::json;
 
     #[test]
@@ -215,5 +244,18 @@ mod tests {
             "a removed list element is drift"
         );
         assert!(!is_subset(&json!({"replicas": 2}), &json!({"replicas": 3})));
+        assert!(
+            is_subset(&json!({"readOnly": false, "a": ""}), &json!({})),
+            "the server omits zero values"
+        );
+        assert!(!is_subset(&json!({"readOnly": true}), &json!({})));
+        assert_eq!(
+            first_difference(&desired, &edited).as_deref(),
+            Some(r#".metadata.labels.x ("2" there, "1" wanted)"#)
+        );
+        assert_eq!(
+            first_difference(&desired, &fewer).as_deref(),
+            Some(".spec.ports (0 items, 1 wanted)")
+        );
     }
 }

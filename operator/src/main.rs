@@ -37,6 +37,7 @@ fn main() -> ExitCode {
 
 fn run() -> ExitCode {
     voicechat_common::telemetry::init();
+    voicechat_operator::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

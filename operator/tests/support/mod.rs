@@ -1,0 +1,198 @@
+//! A real control plane with the operator installed the way users install
+//! it: the Helm chart (CRD, ServiceAccount, ClusterRole, binding), then the
+//! operator binary as a process holding that ServiceAccount's token, so the
+//! chart's RBAC is what the tests exercise.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use voicechat_e2e::{Assets, ControlPlane, OperatorProcess, Options, WriteRequest};
+
+pub const OPERATOR_NAMESPACE: &str = "voicechat-system";
+pub const OPERATOR_SA: &str = "voicechat-operator";
+pub const OPERATOR_USER: &str = "system:serviceaccount:voicechat-system:voicechat-operator";
+pub const STACKS_NAMESPACE: &str = "apps";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Fields drop in order: the operator stops before the control plane.
+pub struct Cluster {
+    operator: Option<OperatorProcess>,
+    pub client: kube::Client,
+    pub plane: ControlPlane,
+    operator_kubeconfig: PathBuf,
+    operator_starts: u32,
+}
+
+/// Whether a control plane can run here; prints the skip reason if not.
+pub fn available(test: &str) -> bool {
+    let assets = Assets::available();
+    let helm = std::env::var_os("HELM_BIN").is_some_and(|p| std::path::Path::new(&p).is_file());
+    let reason = match (&assets, helm) {
+        (Err(e), _) => e.clone(),
+        (Ok(()), false) => "HELM_BIN is not set (run e2e/build-k8s.sh)".into(),
+        (Ok(()), true) => String::new(),
+    };
+    voicechat_testkit::have_or_skip(
+        assets.is_ok() && helm,
+        test,
+        "kubernetes",
+        &format!("a Kubernetes control plane and helm ({reason})"),
+    )
+}
+
+impl Cluster {
+    /// Control plane, `helm install` of the chart, the stacks' namespace.
+    pub async fn start(options: Options) -> Cluster {
+        let plane = ControlPlane::start(options).expect("start the control plane");
+        let chart = repo_root().join("charts/voicechat-operator");
+        plane
+            .helm(&[
+                "install",
+                "voicechat-operator",
+                &chart.display().to_string(),
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--create-namespace",
+            ])
+            .expect("helm install the chart");
+        plane
+            .kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "crd/voicechatstacks.voicechat.dev",
+                "--timeout=60s",
+            ])
+            .expect("the CRD is established");
+        plane
+            .kubectl(&["create", "namespace", STACKS_NAMESPACE])
+            .expect("create the stacks' namespace");
+        let operator_kubeconfig = plane
+            .service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA)
+            .expect("a token for the chart's ServiceAccount");
+        let client = client_for(&plane.admin_kubeconfig().to_path_buf()).await;
+        Cluster {
+            plane,
+            client,
+            operator_kubeconfig,
+            operator: None,
+            operator_starts: 0,
+        }
+    }
+
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "the operator already runs");
+        self.operator_starts += 1;
+        let log = self
+            .plane
+            .dir()
+            .join(format!("operator-{}.log", self.operator_starts));
+        let operator = OperatorProcess::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_voicechat-operator")),
+            &self.operator_kubeconfig,
+            &log,
+            &[],
+        )
+        .expect("start the operator");
+        self.operator = Some(operator);
+    }
+
+    pub fn operator(&self) -> &OperatorProcess {
+        self.operator.as_ref().expect("the operator runs")
+    }
+
+    /// SIGTERM; the exit status text.
+    pub fn stop_operator(&mut self) -> String {
+        self.operator.take().expect("the operator runs").stop()
+    }
+
+    pub fn kill_operator(&mut self) {
+        self.operator.take().expect("the operator runs").kill();
+    }
+
+    /// Write requests the operator made since `mark`.
+    pub fn operator_writes_since(&self, mark: u64) -> Vec<WriteRequest> {
+        self.plane.audit().writes_since(mark, OPERATOR_USER)
+    }
+
+    /// Fails the test with the operator's log when it has died.
+    pub fn assert_operator_alive(&mut self) {
+        if let Some(op) = self.operator.as_mut()
+            && let Err(e) = op.check_running()
+        {
+            panic!("the operator died: {e}");
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.plane
+            .kubectl(args)
+            .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+    }
+
+    pub fn apply_yaml(&self, yaml: &str) -> Result<String, String> {
+        self.plane
+            .kubectl_with_stdin(&["apply", "-f", "-"], Some(yaml))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Polls `check` until it returns `Some`, or fails with `what` and the
+    /// operator's log after `timeout`.
+    pub async fn eventually<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let started = Instant::now();
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if let Some(op) = &self.operator
+                && !op.is_running()
+            {
+                panic!("{what}: the operator died; its log:\n{}", op.log_tail(40));
+            }
+            if started.elapsed() > timeout {
+                let log = self
+                    .operator
+                    .as_ref()
+                    .map(|o| o.log_tail(40))
+                    .unwrap_or_default();
+                panic!(
+                    "{what}: not true after {} s; operator log:\n{log}",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+pub async fn client_for(kubeconfig: &PathBuf) -> kube::Client {
+    voicechat_operator::install_crypto_provider();
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("read the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a client config");
+    kube::Client::try_from(config).expect("a client")
+}
+
+/// A stack manifest in the stacks' namespace.
+pub fn stack_yaml(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: voicechat.dev/v1alpha1
+kind: VoiceChatStack
+metadata:
+  name: {name}
+  namespace: {STACKS_NAMESPACE}
+spec: {spec}
+"
+    )
+}
