@@ -212,6 +212,9 @@ impl ControlPlane {
             // count taken after a request includes it.
             "--audit-log-mode=blocking",
             "--profiling=false",
+            // No kubelet and a loopback address: the "kubernetes" Service
+            // endpoints cannot be written, and trying logs an error every 10 s.
+            "--endpoint-reconciler-type=none",
         ]);
         let mut apiserver =
             ManagedProcess::spawn("kube-apiserver", cmd, &self.dir.join("apiserver.log"))?;

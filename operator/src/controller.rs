@@ -352,46 +352,104 @@ fn gpu_node_changes(
         };
         let item = match event {
             Err(e) => Some(Err(e)),
-            // The mapper ignores which node it was: any change re-resolves
-            // every Auto stack, so one placeholder object suffices.
-            Ok(_) if changed => Some(Ok(Node::default())),
+            Ok(
+                watcher::Event::Apply(n) | watcher::Event::InitApply(n) | watcher::Event::Delete(n),
+            ) if changed => Some(Ok(n)),
+            // The end of a re-list has no node of its own; the trigger
+            // needs a named object, and the mapper ignores which it is.
+            Ok(watcher::Event::InitDone) if changed => Some(Ok(Node {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("nodes-relisted".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })),
             Ok(_) => None,
         };
         std::future::ready(item)
     })
 }
 
+/// No delay: the Controller's own backoff on its merged trigger stream.
+/// Each watch has its own backoff (below) instead, because one shared
+/// backoff makes every watch wait for the errors of all the others: after
+/// an API server restart, where each watch must see its `410 Gone` and
+/// re-list, the shared delay grew past a minute (the restart e2e test
+/// measured it) while per-watch backoff recovers in seconds.
+struct NoSharedBackoff;
+
+impl Iterator for NoSharedBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoSharedBackoff {
+    fn reset(&mut self) {}
+}
+
+/// A metadata watch of one kind of child, with its own backoff.
+fn child_changes<K>(
+    client: &Client,
+    config: &watcher::Config,
+) -> impl futures_util::Stream<Item = Result<kube::api::PartialObjectMeta<K>, watcher::Error>>
++ Send
++ 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    // An `Api` of `PartialObjectMeta` makes metadata-only requests.
+    watcher(
+        Api::<kube::api::PartialObjectMeta<K>>::all(client.clone()),
+        config.clone(),
+    )
+    .default_backoff()
+    .touched_objects()
+}
+
 /// Runs the controller until the process is stopped.
 pub async fn run(ctx: Arc<Context>) {
+    use kube::runtime::WatchStreamExt;
     let client = ctx.client.clone();
-    let stacks: Api<VoiceChatStack> = Api::all(client.clone());
     let owned = watcher::Config::default().labels(&format!(
         "app.kubernetes.io/managed-by={}",
         build::meta::MANAGED_BY
     ));
-    let controller = Controller::new(stacks, watcher::Config::default());
-    let store = controller.store();
-    controller
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Secret>::all(client.clone()), owned.clone())
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            owned.clone(),
-        )
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned)
-        .watches_stream(
-            gpu_node_changes(client, ctx.settings.gpu_resource.clone()),
-            move |_node| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
-                    .map(|s| ObjectRef::from_obj(&*s))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let (store, writer) = kube::runtime::reflector::store();
+    let stacks = watcher(
+        Api::<VoiceChatStack>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    let nodes =
+        gpu_node_changes(client.clone(), ctx.settings.gpu_resource.clone()).default_backoff();
+    let stacks_for_nodes = store.clone();
+    Controller::for_stream(stacks, store)
+        .trigger_backoff(NoSharedBackoff)
+        .owns_stream(child_changes::<Deployment>(&client, &owned))
+        .owns_stream(child_changes::<Service>(&client, &owned))
+        .owns_stream(child_changes::<ConfigMap>(&client, &owned))
+        .owns_stream(child_changes::<Secret>(&client, &owned))
+        .owns_stream(child_changes::<PodDisruptionBudget>(&client, &owned))
+        .owns_stream(child_changes::<NetworkPolicy>(&client, &owned))
+        .watches_stream(nodes, move |_node| {
+            stacks_for_nodes
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -98,3 +98,22 @@ fn cel_rules_are_in_the_schema() {
         "{root:?}"
     );
 }
+
+#[test]
+fn the_chart_ships_the_same_crd_file() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let chart = std::path::Path::new(root)
+        .join("charts/voicechat-operator/crds/voicechat.dev_voicechatstacks.yaml");
+    let top = std::path::Path::new(root).join("crds/voicechat.dev_voicechatstacks.yaml");
+    assert!(
+        std::fs::symlink_metadata(&chart)
+            .expect("the chart has the CRD")
+            .file_type()
+            .is_symlink(),
+        "the chart's CRD is a link to crds/, so the two cannot drift"
+    );
+    assert_eq!(
+        std::fs::canonicalize(&chart).unwrap(),
+        std::fs::canonicalize(&top).unwrap()
+    );
+}
