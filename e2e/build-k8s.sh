@@ -59,12 +59,17 @@ if ! go_ok; then
       "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64.zip"
     (cd "$tmp" && unzip -q go.zip)
     rm -rf "$goroot"
+    mkdir -p "$cache"
     mv "$tmp/golang.org/toolchain@v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64" "$goroot"
     rm -rf "$tmp"
   fi
   export PATH="$goroot/bin:$PATH"
 fi
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+# Module downloads and the build cache both under ~/.cache, so a CI runner
+# that keeps ~/.cache rebuilds nothing.
+export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$cache/go-mod}"
+export GOCACHE="${GOCACHE:-$HOME/.cache/go-build}"
 
 # Helm has no replace directives: a plain `go install` of the tagged module.
 if [ ! -x "$helm_bin" ]; then

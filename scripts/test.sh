@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what it needs
 # first (scripts/install-deps.sh, scripts/fetch-models.sh). The parts it installs are required
-# (REQUIRE_REAL_DEPS lists them): a missing redis-server fails the run
+# (REQUIRE_REAL_DEPS lists them): a missing redis-server or API server fails the run
 # instead of skipping tests. Tests that need a part this script does not provide
 # (a real LLM server, until the local stack lands) are skipped and listed
 # at the end with the reason.
@@ -24,7 +24,13 @@ if [ ! -x "$openai_venv/bin/python" ] || ! "$openai_venv/bin/python" -c 'import 
 fi
 export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl
+# A real Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager, kubectl) and helm, built from Go modules once and
+# cached under ~/.cache: the operator's e2e tests run against it.
+echo "==> Kubernetes control plane and helm (e2e/build-k8s.sh)"
+eval "$(./e2e/build-k8s.sh)"
+
+export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
