@@ -1,0 +1,244 @@
+//! The Helm chart: `helm lint`, the values schema, `helm template` with
+//! default and non-default values validated by a real API server
+//! (server-side dry run: every field of every object), least-privilege RBAC,
+//! and a real `helm install` / `helm uninstall`.
+
+mod support;
+
+use serde_json::Value;
+use support::repo_root;
+use voicechat_e2e::{ControlPlane, Options};
+
+const NAMESPACE: &str = "voicechat-system";
+
+fn chart() -> String {
+    repo_root()
+        .join("charts/voicechat-operator")
+        .display()
+        .to_string()
+}
+
+/// Values that change every optional part (ServiceMonitor aside: its kind
+/// needs the Prometheus Operator's CRDs; it is checked offline below).
+const CUSTOM_VALUES: &[&str] = &[
+    "--set=image.repository=registry.example/voicechat/operator",
+    "--set=image.tag=1.2.3",
+    "--set=serviceAccount.name=vcs-operator",
+    "--set=operator.images.chat=registry.example/chat:1",
+    "--set=operator.images.voice=registry.example/voice:1",
+    "--set=operator.images.voiceCuda=registry.example/voice-cuda:1",
+    "--set=operator.profiles.gpu.nodeSelector.gpu-type=a100",
+    "--set=operator.profiles.gpu.runtimeClassName=nvidia",
+    "--set=operator.gpuResource=amd.com/gpu",
+    "--set=podAnnotations.team=voice",
+    "--set=nodeSelector.kubernetes\\.io/os=linux",
+    "--set=sampleStack.enabled=true",
+    "--set=sampleStack.name=demo",
+];
+
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| serde_yaml_ng::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_renders_validates_and_installs() {
+    if !support::available("the_chart_lints_renders_validates_and_installs") {
+        return;
+    }
+    let plane = ControlPlane::start(Options {
+        controller_manager: false,
+    })
+    .expect("start the control plane");
+    let chart = chart();
+
+    let lint = plane
+        .helm(&["lint", "--strict", &chart])
+        .expect("helm lint --strict");
+    assert!(lint.contains("0 chart(s) failed"), "{lint}");
+
+    // The values schema refuses what the chart cannot honour.
+    for (bad, why) in [
+        ("--set=replicas=2", "replicas"),
+        ("--set=imag.tag=x", "imag"),
+        ("--set=metrics.service.port=0", "port"),
+    ] {
+        let err = plane
+            .helm(&["template", "r", &chart, bad])
+            .expect_err(&format!("the schema refuses {bad}"));
+        assert!(err.to_string().contains(why), "{bad}: {err}");
+    }
+
+    // Server-side validation needs the CRD (for the sample stack) and the
+    // namespace to exist.
+    plane
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &repo_root()
+                .join("crds/voicechat.dev_voicechatstacks.yaml")
+                .display()
+                .to_string(),
+        ])
+        .expect("install the CRD");
+    plane
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/voicechatstacks.voicechat.dev",
+        ])
+        .expect("CRD established");
+    plane
+        .kubectl(&["create", "namespace", NAMESPACE])
+        .expect("namespace");
+
+    for (name, extra) in [
+        ("default values", &[][..]),
+        ("custom values", CUSTOM_VALUES),
+    ] {
+        let mut args = vec![
+            "template",
+            "voicechat-operator",
+            &chart,
+            "--namespace",
+            NAMESPACE,
+        ];
+        args.extend(extra.iter().copied());
+        let rendered = plane
+            .helm(&args)
+            .unwrap_or_else(|e| panic!("{name}: helm template: {e}"));
+        let out = plane
+            .kubectl_with_stdin(
+                &[
+                    "apply",
+                    "--dry-run=server",
+                    "--validate=strict",
+                    "-n",
+                    NAMESPACE,
+                    "-f",
+                    "-",
+                ],
+                Some(&rendered),
+            )
+            .unwrap_or_else(|e| panic!("{name}: the API server refuses the rendered chart: {e}"));
+        assert!(
+            out.contains("deployment.apps/voicechat-operator"),
+            "{name}: {out}"
+        );
+
+        let docs = documents(&rendered);
+        for role in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
+            for rule in role["rules"].as_array().expect("rules") {
+                for field in ["apiGroups", "resources", "verbs"] {
+                    let values = rule[field].as_array().expect("rule lists");
+                    assert!(
+                        !values.iter().any(|v| v == "*"),
+                        "{name}: no wildcard in RBAC: {rule}"
+                    );
+                }
+            }
+        }
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("an operator Deployment");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        let container = &pod["containers"][0];
+        assert_eq!(
+            container["securityContext"]["readOnlyRootFilesystem"], true,
+            "{name}"
+        );
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"], false,
+            "{name}"
+        );
+        if name == "custom values" {
+            let env: Vec<String> = container["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}={}",
+                        e["name"].as_str().unwrap_or(""),
+                        e["value"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            for want in [
+                "GPU_NODE_SELECTOR=gpu-type=a100",
+                "GPU_RUNTIME_CLASS=nvidia",
+                "GPU_RESOURCE=amd.com/gpu",
+                "VOICE_CUDA_IMAGE=registry.example/voice-cuda:1",
+            ] {
+                assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
+            }
+            assert_eq!(
+                container["image"],
+                "registry.example/voicechat/operator:1.2.3"
+            );
+            assert_eq!(pod["serviceAccountName"], "vcs-operator");
+            assert!(
+                docs.iter().any(|d| d["kind"] == "VoiceChatStack"),
+                "the sample stack"
+            );
+        }
+    }
+
+    // The ServiceMonitor, rendered offline.
+    let rendered = plane
+        .helm(&[
+            "template",
+            "r",
+            &chart,
+            "--set=metrics.serviceMonitor.enabled=true",
+        ])
+        .expect("render with a ServiceMonitor");
+    let monitor = documents(&rendered)
+        .into_iter()
+        .find(|d| d["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+
+    // A real install and uninstall, with the sample stack.
+    plane
+        .helm(&[
+            "install",
+            "voicechat-operator",
+            &chart,
+            "--namespace",
+            NAMESPACE,
+            "--set=sampleStack.enabled=true",
+            "--wait=false",
+        ])
+        .expect("helm install");
+    let stack = plane
+        .kubectl(&[
+            "get",
+            "vcs",
+            "voicechat",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.spec.chat.replicas}",
+        ])
+        .expect("the sample stack exists");
+    assert_eq!(stack, "1");
+    let status = plane
+        .helm(&["status", "voicechat-operator", "-n", NAMESPACE])
+        .expect("helm status");
+    assert!(status.contains("STATUS: deployed"), "{status}");
+    plane
+        .helm(&["uninstall", "voicechat-operator", "-n", NAMESPACE])
+        .expect("helm uninstall");
+    assert!(
+        plane
+            .kubectl(&["get", "clusterrole", "voicechat-operator"])
+            .is_err(),
+        "uninstall removes the ClusterRole"
+    );
+}
