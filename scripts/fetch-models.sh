@@ -13,6 +13,7 @@
 #   native: libonnxruntime (onnxruntime 1.24.4), libvosk (vosk 0.3.45)
 #
 # Prints the environment to use them (also written to $cache/env.sh).
+# FETCH_ONLY=native fetches only the native libraries and prints their folder.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
@@ -50,6 +51,12 @@ fi
 if [ ! -e "$native/libvosk.so" ]; then
   whl="$(fetch vosk 0.3.45 25e025093c4399d7278f543568ed8cc5460ac3a4bf48c23673ace1e25d26619f --only-binary=:all: --platform manylinux_2_12_x86_64)"
   unzip -o -q -j "$whl" 'vosk/libvosk.so' -d "$native"
+fi
+
+# FETCH_ONLY=native: the libraries only (what an image build needs).
+if [ "${FETCH_ONLY:-}" = native ]; then
+  echo "$native"
+  exit 0
 fi
 
 if [ ! -e "$models/piper/en_US-joe-medium.onnx.json" ]; then
