@@ -15,7 +15,7 @@ ENV PATH=/root/.cargo/bin:$PATH
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p voicechat-chat \
-    && install -D target/release/voicechat-chat /out/usr/local/bin/voicechat-chat
+    && install -D -s target/release/voicechat-chat /out/usr/local/bin/voicechat-chat
 
 FROM scratch AS prebuilt
 COPY prebuilt/ /out/
@@ -30,7 +30,7 @@ LABEL org.opencontainers.image.title="voicechat-chat" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/voicechatstack"
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && useradd --system --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin voicechat
 COPY --from=binaries /out/ /
 # Nothing is written at run time: the root filesystem can be read-only.

@@ -13,7 +13,7 @@ ENV PATH=/root/.cargo/bin:$PATH
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p voicechat-operator \
-    && install -D target/release/voicechat-operator /out/usr/local/bin/voicechat-operator
+    && install -D -s target/release/voicechat-operator /out/usr/local/bin/voicechat-operator
 
 FROM scratch AS prebuilt
 COPY prebuilt/ /out/
@@ -28,7 +28,7 @@ LABEL org.opencontainers.image.title="voicechat-operator" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/voicechatstack"
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && useradd --system --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin voicechat
 COPY --from=binaries /out/ /
 USER 65532:65532

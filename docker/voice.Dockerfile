@@ -32,7 +32,7 @@ COPY . .
 RUN native="$(FETCH_ONLY=native VOICECHAT_CACHE=/cache ./scripts/fetch-models.sh)" \
     && ORT_LIB_LOCATION="$native" ORT_PREFER_DYNAMIC_LINK=1 LIBRARY_PATH="$native" \
        cargo build --release --locked -p voicechat-voice ${VOICE_FEATURES:+--features $VOICE_FEATURES} \
-    && install -D target/release/voicechat-voice /out/usr/local/bin/voicechat-voice \
+    && install -D -s target/release/voicechat-voice /out/usr/local/bin/voicechat-voice \
     && mkdir -p /out/usr/local/lib \
     && cp -a "$native"/libonnxruntime.so* "$native"/libvosk.so /out/usr/local/lib/
 
@@ -52,7 +52,7 @@ LABEL org.opencontainers.image.title="voicechat-voice" \
 # by espeak-ng; libgomp: ONNX Runtime's threads.
 RUN apt-get update && apt-get install -y --no-install-recommends \
       ca-certificates espeak-ng espeak-ng-data libsonic0 libgomp1 \
-    && rm -rf /var/lib/apt/lists/* \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && useradd --system --uid 65532 --user-group --no-create-home --shell /usr/sbin/nologin voicechat \
     && mkdir -p /models && chown 65532:65532 /models
 COPY --from=binaries /out/ /

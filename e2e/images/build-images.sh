@@ -36,7 +36,8 @@ build() { # name binary [lib files...]
   local name="$1" binary="$2"; shift 2
   local ctx
   ctx="$(mktemp -d)"
-  install -D "target/release/$binary" "$ctx/prebuilt/usr/local/bin/$binary"
+  # Stripped: the release profile keeps line tables for backtraces.
+  install -D -s "target/release/$binary" "$ctx/prebuilt/usr/local/bin/$binary"
   if [ $# -gt 0 ]; then
     mkdir -p "$ctx/prebuilt/usr/local/lib"
     cp -a "$@" "$ctx/prebuilt/usr/local/lib/"
@@ -63,7 +64,8 @@ secret="$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "$docker" run -d --name vcs-img-voice --read-only --tmpfs /tmp -p 127.0.0.1::8006 \
   -v "$models:/models:ro" -e JWT_SECRET="$secret" -e REDIS_URL=redis://127.0.0.1:1 "voicechat/voice:$version" >/dev/null
 # The operator needs an API server to serve; `crd` proves the binary runs.
-"$docker" run --rm --read-only "voicechat/operator:$version" crd | grep -q 'kind: CustomResourceDefinition'
+crd="$("$docker" run --rm --read-only "voicechat/operator:$version" crd)"
+grep -q 'kind: CustomResourceDefinition' <<<"$crd"
 echo "==> operator image runs (voicechat-operator crd)"
 
 check() { # container port-in-container
@@ -89,4 +91,12 @@ check() { # container port-in-container
 }
 check vcs-img-chat 8007
 check vcs-img-voice 8006
+# Every voice engine loaded its model from the read-only mount.
+voice_port="$("$docker" port vcs-img-voice 8006/tcp | head -n1 | sed 's/.*://')"
+python3 -c '
+import json, sys, urllib.request
+deps = json.load(urllib.request.urlopen(sys.argv[1]))["dependencies"]
+down = [k for k, v in deps.items() if k.startswith("engine:") and v["status"] != "connected"]
+sys.exit(f"voice engines not loaded: {down}" if down else 0)' "http://127.0.0.1:$voice_port/health"
+echo "==> voice engines loaded (Piper, espeak-ng, Whisper, Vosk)"
 echo "==> images built and checked in $(($(date +%s) - started)) s"

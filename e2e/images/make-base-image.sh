@@ -10,7 +10,7 @@ suite="${DEBIAN_SUITE:-bookworm}"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 image="${BASE_IMAGE:-voicechat.local/debian:$suite}"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/images"
-tarball="$cache/debian-$suite-minbase.tar"
+tarball="$cache/debian-$suite-minbase-slim.tar"
 docker="${DOCKER:-docker}"
 
 if "$docker" image inspect "$image" >/dev/null 2>&1; then
@@ -27,8 +27,17 @@ if [ ! -s "$tarball" ]; then
   root="$(mktemp -d)"
   trap 'rm -rf "$root"' EXIT
   debootstrap --variant=minbase "$suite" "$root" "$mirror" >&2
-  # Smaller and reproducible enough: no apt lists, caches or logs.
-  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*
+  # As debian:*-slim: no apt lists, caches, logs, docs, man pages or
+  # translations (and dpkg told not to bring them back).
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/* \
+    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/*
+  cat >"$root/etc/dpkg/dpkg.cfg.d/docker-slim" <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+CFG
   mkdir -p "$cache"
   tar -C "$root" --numeric-owner -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
