@@ -450,9 +450,15 @@ async fn limits_refuse_bad_input_and_keep_the_socket() {
     ws.send_json(json!({"type": "ping"})).await;
     assert_eq!(ws.event().await["type"], "pong");
 
+    // Stored messages are exactly the acknowledged-as-persisted ones.
+    let mut persisted = 0;
     for _ in 0..3 {
         ws.say("hello").await;
-        ws.until("done").await;
+        for e in ws.until("done").await {
+            if (e["type"] == "ack" || e["type"] == "done") && e["persisted"] == true {
+                persisted += 1;
+            }
+        }
     }
     ws.say("one too many").await;
     assert_eq!(ws.event().await["code"], "rate_limited");
@@ -466,7 +472,8 @@ async fn limits_refuse_bad_input_and_keep_the_socket() {
         .llen(format!("chat_history:{session_id}"))
         .await
         .unwrap();
-    assert_eq!(stored, 6, "refused messages are not stored");
+    assert!(persisted > 0, "nothing was persisted");
+    assert_eq!(stored, persisted, "refused messages are not stored");
 
     // A frame over the size limit ends the connection (RFC 6455 1009).
     ws.say(&"y".repeat(20 * 1024)).await;

@@ -60,9 +60,10 @@ impl Default for OperatorSettings {
 
 impl OperatorSettings {
     /// Defaults, overridden by `CHAT_IMAGE`, `VOICE_IMAGE`,
-    /// `VOICE_CUDA_IMAGE`, `REDIS_IMAGE`, `OLLAMA_IMAGE`, `GPU_RESOURCE`,
-    /// `CPU_WHISPER_MODEL`, `GPU_WHISPER_MODEL`, `GPU_NODE_SELECTOR`
-    /// (`key=value,...`), `GPU_RUNTIME_CLASS`.
+    /// `VOICE_CUDA_IMAGE`, `REDIS_IMAGE`, `OLLAMA_IMAGE`, `GPU_RESOURCE`, and
+    /// per profile (`CPU_`/`GPU_` prefix): `*_WHISPER_MODEL`,
+    /// `*_NODE_SELECTOR` (`key=value,...`), `*_TOLERATIONS` (a JSON array
+    /// of Kubernetes tolerations; replaces the defaults), `*_RUNTIME_CLASS`.
     pub fn from_env() -> Result<Self, voicechat_common::config::ConfigError> {
         use voicechat_common::config::env_string;
         let mut s = Self::default();
@@ -79,22 +80,42 @@ impl OperatorSettings {
         set(&mut s.gpu_resource, "GPU_RESOURCE");
         set(&mut s.cpu.whisper_model, "CPU_WHISPER_MODEL");
         set(&mut s.gpu.whisper_model, "GPU_WHISPER_MODEL");
-        if let Some(selector) = env_string("GPU_NODE_SELECTOR") {
-            for pair in selector.split(',').filter(|p| !p.trim().is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    voicechat_common::config::ConfigError::Invalid {
-                        name: "GPU_NODE_SELECTOR".into(),
-                        message: format!("{pair:?} is not key=value"),
-                    }
-                })?;
-                s.gpu
-                    .node_selector
-                    .insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-        }
-        s.gpu.runtime_class_name = env_string("GPU_RUNTIME_CLASS");
+        profile_from_env("CPU", &mut s.cpu)?;
+        profile_from_env("GPU", &mut s.gpu)?;
         Ok(s)
     }
+}
+
+/// One profile's settings from `{prefix}_NODE_SELECTOR`,
+/// `{prefix}_TOLERATIONS` and `{prefix}_RUNTIME_CLASS`.
+fn profile_from_env(
+    prefix: &str,
+    profile: &mut ProfileSettings,
+) -> Result<(), voicechat_common::config::ConfigError> {
+    use voicechat_common::config::{ConfigError, env_string};
+    let name = format!("{prefix}_NODE_SELECTOR");
+    if let Some(selector) = env_string(&name) {
+        for pair in selector.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                name: name.clone(),
+                message: format!("{pair:?} is not key=value"),
+            })?;
+            profile
+                .node_selector
+                .insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    let name = format!("{prefix}_TOLERATIONS");
+    if let Some(json) = env_string(&name) {
+        profile.tolerations = serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
+            name,
+            message: format!("not a JSON array of tolerations: {e}"),
+        })?;
+    }
+    if let Some(class) = env_string(&format!("{prefix}_RUNTIME_CLASS")) {
+        profile.runtime_class_name = Some(class);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -113,11 +134,39 @@ mod tests {
         assert_eq!(s.gpu.node_selector["accelerator"], "mi300");
         assert_eq!(s.gpu.node_selector["pool"], "gpu");
         assert_eq!(s.chat_image, OperatorSettings::default().chat_image);
+        assert_eq!(
+            s.gpu.tolerations,
+            OperatorSettings::default().gpu.tolerations,
+            "defaults kept when not overridden"
+        );
+        unsafe {
+            std::env::set_var(
+                "CPU_TOLERATIONS",
+                r#"[{"key":"pool","operator":"Equal","value":"voice","effect":"NoSchedule"}]"#,
+            );
+            std::env::set_var("CPU_NODE_SELECTOR", "pool=voice");
+            std::env::set_var("CPU_RUNTIME_CLASS", "gvisor");
+        }
+        let s = OperatorSettings::from_env().unwrap();
+        assert_eq!(s.cpu.tolerations[0].value.as_deref(), Some("voice"));
+        assert_eq!(s.cpu.node_selector["pool"], "voice");
+        assert_eq!(s.cpu.runtime_class_name.as_deref(), Some("gvisor"));
+        unsafe { std::env::set_var("CPU_TOLERATIONS", "{not json") };
+        let err = OperatorSettings::from_env().unwrap_err().to_string();
+        assert!(err.contains("CPU_TOLERATIONS"), "{err}");
+        unsafe { std::env::set_var("CPU_TOLERATIONS", "[]") };
         unsafe { std::env::set_var("GPU_NODE_SELECTOR", "nonsense") };
         assert!(OperatorSettings::from_env().is_err());
         unsafe {
-            std::env::remove_var("GPU_NODE_SELECTOR");
-            std::env::remove_var("GPU_RESOURCE");
+            for v in [
+                "GPU_NODE_SELECTOR",
+                "GPU_RESOURCE",
+                "CPU_TOLERATIONS",
+                "CPU_NODE_SELECTOR",
+                "CPU_RUNTIME_CLASS",
+            ] {
+                std::env::remove_var(v);
+            }
         }
     }
 }

@@ -29,6 +29,9 @@ const CUSTOM_VALUES: &[&str] = &[
     "--set=operator.images.voiceCuda=registry.example/voice-cuda:1",
     "--set=operator.profiles.gpu.nodeSelector.gpu-type=a100",
     "--set=operator.profiles.gpu.runtimeClassName=nvidia",
+    "--set=operator.profiles.gpu.tolerations[0].key=amd.com/gpu",
+    "--set=operator.profiles.gpu.tolerations[0].operator=Exists",
+    "--set=operator.profiles.cpu.nodeSelector.pool=voice",
     "--set=operator.gpuResource=amd.com/gpu",
     "--set=podAnnotations.team=voice",
     "--set=nodeSelector.kubernetes\\.io/os=linux",
@@ -64,6 +67,10 @@ fn the_chart_lints_renders_validates_and_installs() {
         ("--set=replicas=2", "replicas"),
         ("--set=imag.tag=x", "imag"),
         ("--set=metrics.service.port=0", "port"),
+        (
+            "--set=operator.profiles.gpu.tolerations[0].operator=Maybe",
+            "tolerations",
+        ),
     ] {
         let err = plane
             .helm(&["template", "r", &chart, bad])
@@ -174,9 +181,21 @@ fn the_chart_lints_renders_validates_and_installs() {
                 "GPU_RUNTIME_CLASS=nvidia",
                 "GPU_RESOURCE=amd.com/gpu",
                 "VOICE_CUDA_IMAGE=registry.example/voice-cuda:1",
+                "CPU_NODE_SELECTOR=pool=voice",
+                "CPU_TOLERATIONS=[]",
             ] {
                 assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
             }
+            // The operator reads the tolerations as Kubernetes JSON.
+            let gpu_tolerations = env
+                .iter()
+                .find_map(|e| e.strip_prefix("GPU_TOLERATIONS="))
+                .expect("GPU_TOLERATIONS");
+            let parsed: Vec<k8s_openapi::api::core::v1::Toleration> =
+                serde_json::from_str(gpu_tolerations).expect("tolerations JSON");
+            assert_eq!(parsed.len(), 1);
+            assert_eq!(parsed[0].key.as_deref(), Some("amd.com/gpu"));
+            assert_eq!(parsed[0].operator.as_deref(), Some("Exists"));
             assert_eq!(
                 container["image"],
                 "registry.example/voicechat/operator:1.2.3"

@@ -50,7 +50,9 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
             redis_url: redis_url.to_owned(),
             max_messages: 50,
             ttl: Duration::from_secs(3600),
-            op_timeout: Duration::from_millis(500),
+            // Generous: the test Redis fsyncs every write, and a loaded
+            // 2-core CI machine can stall an fsync for hundreds of ms.
+            op_timeout: Duration::from_millis(2000),
         },
         limits: LimitSettings {
             max_message_chars: 1000,
