@@ -86,6 +86,10 @@ pub fn router(state: AppState) -> Router {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => api,
     };
+    let api = match state.config.cors.layer() {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
     api.with_state(state)
 }
 

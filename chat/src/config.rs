@@ -62,6 +62,8 @@ pub struct ChatConfig {
     pub limits: LimitSettings,
     /// Where the web client's static files are served from (`/`), if anywhere.
     pub web_dir: Option<String>,
+    /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
+    pub cors: voicechat_common::cors::AllowedOrigins,
 }
 
 impl ChatConfig {
@@ -119,6 +121,7 @@ impl ChatConfig {
             shutdown_drain: secs("SHUTDOWN_DRAIN_SECS", 10)?,
         };
         Ok(Self {
+            cors: voicechat_common::cors::AllowedOrigins::from_env()?,
             listen,
             auth: AuthSettings::from_env()?,
             llm,

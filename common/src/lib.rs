@@ -5,6 +5,7 @@
 pub mod api_error;
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod health;
 pub mod http_metrics;
 pub mod shutdown;

@@ -52,6 +52,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
             .iter()
             .map(|e| (*e).to_owned())
             .collect(),
+        cors: Default::default(),
     }
 }
 

@@ -78,7 +78,8 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Audio uploads may be large; everything else is small JSON.
     let body_limit = state.config.max_audio_bytes + 64 * 1024;
-    Router::new()
+    let cors = state.config.cors.layer();
+    let router = Router::new()
         .route("/api/v1/tts", post(native::tts))
         .route("/api/v1/stt", post(native::stt))
         .route("/api/v1/voices", get(native::voices))
@@ -96,8 +97,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             voicechat_common::http_metrics::track,
-        ))
-        .with_state(state)
+        ));
+    // Outermost, so that preflight requests are answered before auth.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+    .with_state(state)
 }
 
 /// Serves until `stop` resolves; requests in flight finish first.

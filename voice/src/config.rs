@@ -58,6 +58,8 @@ pub struct VoiceConfig {
     /// their fixed order of preference; Google also needs credentials.
     pub tts_engines: Vec<String>,
     pub stt_engines: Vec<String>,
+    /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
+    pub cors: voicechat_common::cors::AllowedOrigins,
 }
 
 pub const TTS_ENGINES: &[&str] = &["piper", "espeak-ng", "google"];
@@ -119,6 +121,7 @@ impl VoiceConfig {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let cache_enabled = config::env_bool("VOICE_CACHE", true)?;
         Ok(Self {
+            cors: voicechat_common::cors::AllowedOrigins::from_env()?,
             listen,
             auth: AuthSettings::from_env()?,
             redis_url: if cache_enabled {

@@ -15,8 +15,72 @@ fn degraded_service() -> &'static Service {
         let empty = std::env::temp_dir().join(format!("vcs-empty-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
         // No Redis: the cache is disabled and reported so.
-        Service::start(config(None, empty.clone(), empty), None)
+        let mut cfg = config(None, empty.clone(), empty);
+        cfg.cors = voicechat_common::cors::AllowedOrigins::parse(WEB_ORIGIN).unwrap();
+        Service::start(cfg, None)
     })
+}
+
+/// The origin of a web client allowed to call the degraded service.
+const WEB_ORIGIN: &str = "http://127.0.0.1:8007";
+
+#[tokio::test]
+async fn browsers_on_allowed_origins_may_call_the_api() {
+    if !models_or_skip("browsers_on_allowed_origins_may_call_the_api") {
+        return;
+    }
+    let s = degraded_service();
+    let preflight = |origin: &'static str| {
+        client()
+            .request(reqwest::Method::OPTIONS, s.url("/api/v1/tts"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let r = preflight(WEB_ORIGIN).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let allowed = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    assert_eq!(allowed(&r, "access-control-allow-origin"), WEB_ORIGIN);
+    assert!(allowed(&r, "access-control-allow-headers").contains("authorization"));
+    assert!(allowed(&r, "access-control-allow-methods").contains("post"));
+
+    let r = preflight("http://evil.example").await.unwrap();
+    assert_eq!(
+        allowed(&r, "access-control-allow-origin"),
+        "",
+        "other origins get nothing"
+    );
+
+    // The real request still needs a token; CORS only lets the browser read the answer.
+    let r = client()
+        .post(s.url("/api/v1/tts"))
+        .header("origin", WEB_ORIGIN)
+        .json(&json!({"text": "Hello."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(allowed(&r, "access-control-allow-origin"), WEB_ORIGIN);
+    let r = client()
+        .post(s.url("/api/v1/tts"))
+        .header("origin", WEB_ORIGIN)
+        .bearer_auth(token("a"))
+        .json(&json!({"text": "Hello."}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(allowed(&r, "access-control-expose-headers").contains("x-voice-engine"));
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
             shutdown_drain: Duration::from_secs(2),
         },
         web_dir: None,
+        cors: Default::default(),
     }
 }
 

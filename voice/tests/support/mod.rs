@@ -79,6 +79,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
             .iter()
             .map(|e| (*e).to_owned())
             .collect(),
+        cors: Default::default(),
     }
 }
 
