@@ -20,7 +20,6 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 HELM_VERSION="${HELM_VERSION:-v4.3.1}"
-GO_TOOLCHAIN_VERSION="${GO_TOOLCHAIN_VERSION:-1.26.0}"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
 out="$cache/k8s-$K8S_VERSION/bin"
 helm_bin="$cache/helm-$HELM_VERSION/bin/helm"
@@ -43,33 +42,8 @@ fi
 log() { echo "==> $*" >&2; }
 started=$(date +%s)
 
-# Go: use the one on PATH when it is new enough, else a proxy toolchain.
-go_ok() {
-  command -v go >/dev/null || return 1
-  local v
-  v="$(go env GOVERSION 2>/dev/null | sed 's/^go//')"
-  [ "$(printf '%s\n%s\n' "$GO_TOOLCHAIN_VERSION" "$v" | sort -V | head -n1)" = "$GO_TOOLCHAIN_VERSION" ]
-}
-if ! go_ok; then
-  goroot="$cache/go-$GO_TOOLCHAIN_VERSION"
-  if [ ! -x "$goroot/bin/go" ]; then
-    log "fetching Go $GO_TOOLCHAIN_VERSION from the Go module proxy"
-    tmp="$(mktemp -d)"
-    curl -fsSL --retry 3 -o "$tmp/go.zip" \
-      "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64.zip"
-    (cd "$tmp" && unzip -q go.zip)
-    rm -rf "$goroot"
-    mkdir -p "$cache"
-    mv "$tmp/golang.org/toolchain@v0.0.1-go$GO_TOOLCHAIN_VERSION.linux-amd64" "$goroot"
-    rm -rf "$tmp"
-  fi
-  export PATH="$goroot/bin:$PATH"
-fi
-export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
-# Module downloads and the build cache both under ~/.cache, so a CI runner
-# that keeps ~/.cache rebuilds nothing.
-export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$cache/go-mod}"
-export GOCACHE="${GOCACHE:-$HOME/.cache/go-build}"
+# shellcheck source=../scripts/lib/go-toolchain.sh
+source "$(dirname "$0")/../scripts/lib/go-toolchain.sh"
 
 # Helm has no replace directives: a plain `go install` of the tagged module.
 if [ ! -x "$helm_bin" ]; then

@@ -22,6 +22,19 @@ command -v clang >/dev/null || need_apt+=(clang libclang-dev)
 [ -e /usr/include/sonic.h ] || need_apt+=(libsonic-dev)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng espeak-ng-data)
 command -v sox >/dev/null || need_apt+=(sox)
+# The local LLM: Ollama is built from its Go module with cgo; the module zip
+# leaves out llama.cpp's vendor/ headers, which come from Debian (nlohmann
+# JSON, stb) and PyPI (miniaudio, in scripts/fetch-llm.sh).
+command -v g++ >/dev/null || need_apt+=(g++)
+[ -e /usr/include/nlohmann/json_fwd.hpp ] || need_apt+=(nlohmann-json3-dev)
+[ -e /usr/include/stb/stb_image.h ] || need_apt+=(libstb-dev)
+# The browser test (INSTALL_BROWSER=1, set by scripts/test.sh): Debian's
+# Chromium driven by playwright-core from the npm registry.
+if [ "${INSTALL_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v node >/dev/null || need_apt+=(nodejs)
+  command -v npm >/dev/null || need_apt+=(npm)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

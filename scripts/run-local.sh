@@ -1,15 +1,43 @@
 #!/usr/bin/env bash
-# Runs the stack locally, without Kubernetes: Redis, the voice service with
-# real models, and the chat service talking to the LLM server at LLM_URL
-# (Ollama at 127.0.0.1:11434 unless told otherwise). Prints the URLs and a
-# demo token; Ctrl-C stops everything.
+# The main job: the whole stack on this machine, without Kubernetes. Installs
+# what is missing, then starts Redis, a real LLM server (Ollama built from its
+# Go module, with gemma-3-270m), the voice service with real models and the
+# chat service with the web client at /. Prints the URLs and a demo token;
+# Ctrl-C stops everything.
+#
+#   scripts/run-local.sh             run until Ctrl-C
+#   scripts/run-local.sh --smoke     run the scripted conversation (WebSocket
+#                                    chat → TTS → STT, timed), then stop
+#   scripts/run-local.sh --smoke --browser
+#                                    also the headless-Chromium test of the
+#                                    web client (screenshot in target/browser/)
+#
+# Settings (environment, all optional): LLM_URL (use that server instead of
+# starting Ollama; LLM_BACKEND=openai for an OpenAI-compatible one),
+# LLM_MODEL, CHAT_PORT (8007), VOICE_PORT (8006), REDIS_PORT (6390),
+# OLLAMA_PORT (11435, beside a system Ollama on 11434), VOICECHAT_PROFILE
+# (release; the test suite uses debug, which it has already built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+smoke=0
+browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) smoke=1 ;;
+    --browser) browser=1 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$browser" = 0 ] || export INSTALL_BROWSER=1
+
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
 echo "==> models for the voice service"
 ./scripts/fetch-models.sh >/dev/null
-source "${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/env.sh"
+source "$cache/env.sh"
 
 state=".cache/local"
 mkdir -p "$state/redis"
@@ -17,8 +45,15 @@ chmod 700 "$state"
 redis_port="${REDIS_PORT:-6390}"
 chat_port="${CHAT_PORT:-8007}"
 voice_port="${VOICE_PORT:-8006}"
-export LLM_URL="${LLM_URL:-http://127.0.0.1:11434}"
+ollama_port="${OLLAMA_PORT:-11435}"
 export LLM_MODEL="${LLM_MODEL:-gemma3:270m}"
+start_llm=0
+if [ -z "${LLM_URL:-}" ]; then
+  start_llm=1
+  echo "==> the LLM: Ollama and gemma-3-270m (scripts/fetch-llm.sh; the first run builds Ollama, ~4 minutes)"
+  eval "$(./scripts/fetch-llm.sh)"
+  export LLM_URL="http://127.0.0.1:$ollama_port"
+fi
 
 if [ ! -s "$state/jwt-secret" ]; then
   # 48 random bytes, hex: well above the 32-byte HS256 minimum.
@@ -27,16 +62,24 @@ if [ ! -s "$state/jwt-secret" ]; then
 fi
 export JWT_SECRET_FILE="$PWD/$state/jwt-secret"
 
-echo "==> building the services (release; the first build compiles whisper.cpp and espeak-ng)"
-cargo build --release --locked -p voicechat-chat -p voicechat-voice
+profile="${VOICECHAT_PROFILE:-release}"
+bins="target/$profile"
+cargo_profile=(--release)
+[ "$profile" = release ] || cargo_profile=(--profile "$profile")
+[ "$profile" = debug ] && cargo_profile=()
+echo "==> building the services ($profile; the first build compiles whisper.cpp and espeak-ng, several minutes)"
+cargo build "${cargo_profile[@]}" --locked -p voicechat-chat -p voicechat-voice
+[ "$smoke" = 0 ] || cargo build "${cargo_profile[@]}" --locked -p voicechat-e2e --bin voicechat-smoke
 
 pids=()
 cleanup() {
+  local status=$?
   trap - INT TERM EXIT
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  exit "$status"
 }
 trap cleanup INT TERM EXIT
 
@@ -45,29 +88,44 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$PWD/$state/redis" \
   --appendonly yes --save "" --daemonize no >"$state/redis.log" 2>&1 &
 pids+=($!)
 
+if [ "$start_llm" = 1 ]; then
+  echo "==> starting Ollama on 127.0.0.1:$ollama_port (log: $state/ollama.log)"
+  source scripts/lib/ollama.sh
+  start_ollama "$ollama_port" "$state/ollama.log"
+  pids+=("$OLLAMA_PID")
+fi
+
 export REDIS_URL="redis://127.0.0.1:$redis_port"
-export CHAT_PORT="$chat_port" CHAT_BIND="${CHAT_BIND:-127.0.0.1}" LOG_FORMAT="${LOG_FORMAT:-text}"
-[ -d web ] && export CHAT_WEB_DIR="${CHAT_WEB_DIR:-$PWD/web}"
-./target/release/voicechat-chat &
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+chat_origin="http://127.0.0.1:$chat_port"
+CHAT_PORT="$chat_port" CHAT_BIND="${CHAT_BIND:-127.0.0.1}" CHAT_WEB_DIR="$PWD/web" \
+  "$bins/voicechat-chat" >"$state/chat.log" 2>&1 &
 pids+=($!)
-VOICE_PORT="$voice_port" VOICE_BIND="${VOICE_BIND:-127.0.0.1}" ./target/release/voicechat-voice &
+# The web client at the chat service's origin calls the voice service.
+VOICE_PORT="$voice_port" VOICE_BIND="${VOICE_BIND:-127.0.0.1}" \
+  CORS_ALLOWED_ORIGINS="$chat_origin,http://localhost:$chat_port" \
+  "$bins/voicechat-voice" >"$state/voice.log" 2>&1 &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$chat_port/livez" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_for() { # url what tries
+  local i
+  for i in $(seq 1 "$3"); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "$2 did not come up ($1); logs in $state/" >&2
+  return 1
+}
+wait_for "http://127.0.0.1:$chat_port/livez" "the chat service" 150
 echo "==> waiting for the voice models to load"
-for _ in $(seq 1 300); do
-  curl -fsS "http://127.0.0.1:$voice_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-token="$(./target/release/voicechat-chat mint-token --user demo --ttl 86400)"
+wait_for "http://127.0.0.1:$voice_port/readyz" "the voice service" 600
+token="$("$bins/voicechat-chat" mint-token --user demo --ttl 86400)"
 llm_state="$(curl -fsS "http://127.0.0.1:$chat_port/health" | sed -E 's/.*"llm":\{"status":"([a-z]+)".*/\1/')"
 
 cat <<MSG
 
-  chat service   http://127.0.0.1:$chat_port   (health: /health, metrics: /metrics)
+  web client     $chat_origin/#token=$token
+  chat service   $chat_origin   (health: /health, metrics: /metrics, logs: $state/chat.log)
   WebSocket      ws://127.0.0.1:$chat_port/ws/chat?token=\$TOKEN
   voice service  http://127.0.0.1:$voice_port   (voices: /api/v1/voices, OpenAI API: /v1/audio/*)
   LLM            $LLM_URL model $LLM_MODEL: $llm_state
@@ -76,7 +134,7 @@ export TOKEN=$token
 
   try:
   curl -N -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
-       -d '{"message":"Hello!"}' http://127.0.0.1:$chat_port/api/v1/chat
+       -d '{"message":"Hello!"}' $chat_origin/api/v1/chat
   curl -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
        -d '{"text":"Hello from the voice service."}' http://127.0.0.1:$voice_port/api/v1/tts -o hello.wav
   curl -H "Authorization: Bearer \$TOKEN" -H 'content-type: audio/wav' \\
@@ -85,7 +143,23 @@ export TOKEN=$token
 MSG
 if [ "$llm_state" != "connected" ]; then
   echo "  note: no LLM server answers at $LLM_URL: chat replies will be errors until one runs"
-  echo "        (start Ollama with 'ollama serve' and 'ollama pull $LLM_MODEL', or set LLM_URL/LLM_BACKEND)"
+fi
+
+if [ "$smoke" = 1 ]; then
+  export CHAT_URL="$chat_origin" VOICE_URL="http://127.0.0.1:$voice_port" TOKEN="$token"
+  echo "==> smoke conversation"
+  "$bins/voicechat-smoke"
+  if [ "$browser" = 1 ]; then
+    echo "==> browser test (headless Chromium)"
+    playwright="$cache/node-playwright-core-1.65.1"
+    if [ ! -d "$playwright/node_modules/playwright-core" ]; then
+      mkdir -p "$playwright"
+      npm install --prefix "$playwright" --no-audit --no-fund --silent playwright-core@1.65.1
+    fi
+    NODE_PATH="$playwright/node_modules" SCREENSHOT="target/browser/chat-page.png" \
+      node e2e/browser/chat-page.test.cjs
+  fi
+  exit 0
 fi
 echo "  Ctrl-C stops everything."
 wait -n "${pids[@]}"

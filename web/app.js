@@ -98,7 +98,7 @@ async function refreshSessions() {
     const button = document.createElement("button");
     button.type = "button";
     const when = new Date(s.updated_at * 1000).toLocaleString();
-    button.textContent = `${when} · ${s.message_count} messages`;
+    button.textContent = `${when} · ${s.message_count} ${s.message_count === 1 ? "message" : "messages"}`;
     button.title = s.session_id;
     button.dataset.sessionId = s.session_id;
     button.setAttribute("aria-current", String(s.session_id === state.sessionId));

@@ -2,7 +2,8 @@
 //! from Go modules): start one with [`ControlPlane::start`], talk to it
 //! with the admin kubeconfig or a ServiceAccount's, read its audit log, run
 //! the operator binary against it. Everything is stopped on drop, also when
-//! a test panics.
+//! a test panics. [`smoke`] drives one conversation through a running
+//! local stack (the `voicechat-smoke` binary).
 
 pub mod audit;
 pub mod control_plane;
@@ -10,6 +11,7 @@ mod error;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod smoke;
 
 use std::path::PathBuf;
 
