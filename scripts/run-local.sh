@@ -97,6 +97,9 @@ fi
 
 export REDIS_URL="redis://127.0.0.1:$redis_port"
 export LOG_FORMAT="${LOG_FORMAT:-text}"
+# The smoke run logs our own crates at debug, so the secrets check below
+# covers everything they can say.
+[ "$smoke" = 0 ] || export RUST_LOG="${RUST_LOG:-info,voicechat_chat=debug,voicechat_voice=debug,voicechat_common=debug}"
 chat_origin="http://127.0.0.1:$chat_port"
 CHAT_PORT="$chat_port" CHAT_BIND="${CHAT_BIND:-127.0.0.1}" CHAT_WEB_DIR="$PWD/web" \
   "$bins/voicechat-chat" >"$state/chat.log" 2>&1 &
@@ -159,6 +162,19 @@ if [ "$smoke" = 1 ]; then
     NODE_PATH="$playwright/node_modules" SCREENSHOT="target/browser/chat-page.png" \
       node e2e/browser/chat-page.test.cjs
   fi
+  # Secrets never reach a log: after a full run, no log of any part holds
+  # the JWT secret, the demo token or its signature.
+  echo "==> logs hold no secrets"
+  secret="$(cat "$JWT_SECRET_FILE")"
+  leaked=0
+  for needle in "$secret" "$token" "${token##*.}"; do
+    if grep -rlF -- "$needle" "$state"/*.log; then leaked=1; fi
+  done
+  if [ "$leaked" = 1 ]; then
+    echo "a secret or token was written to the logs above" >&2
+    exit 1
+  fi
+  echo "  $(cat "$state"/*.log | wc -l) log lines checked: no JWT secret, no token"
   exit 0
 fi
 echo "  Ctrl-C stops everything."

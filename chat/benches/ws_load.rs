@@ -4,6 +4,7 @@
 //!
 //! cargo bench -p voicechat-chat --bench ws_load
 //! BENCH_CLIENTS=1000 BENCH_MESSAGES=5 cargo bench -p voicechat-chat --bench ws_load
+//! scripts/bench-chat.sh    (1,000 and 10,000 clients, file limit raised)
 //!
 //! Prints messages/s, answer latency p50/p99 (send → `done`), the service's
 //! RSS idle, with all clients connected, and at peak, and RSS per idle connection.
@@ -84,6 +85,9 @@ async fn main() {
         .env("LLM_URL", llm.url())
         .env("JWT_SECRET", SECRET)
         .env("CHAT_RATE_LIMIT_PER_MINUTE", "0")
+        // Clients connect one after another before any reads; at 10,000
+        // that outlasts the default idle timeout for the first ones.
+        .env("WS_IDLE_TIMEOUT_SECS", "900")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -66,7 +66,19 @@ pub fn decode_wav(bytes: &[u8], max_secs: u32) -> Result<Audio, AudioError> {
         });
     }
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>(),
+        (hound::SampleFormat::Float, 32) => {
+            let samples = reader.samples::<f32>().collect::<Result<Vec<f32>, _>>();
+            // NaN or infinity poisons the resampler's FFT (found by fuzzing:
+            // rubato panicked); out-of-range values are clipping, kept as such.
+            if let Ok(samples) = &samples
+                && samples.iter().any(|s| !s.is_finite())
+            {
+                return Err(AudioError::Unsupported(
+                    "float samples that are NaN or infinite".into(),
+                ));
+            }
+            samples.map(|v| v.into_iter().map(|s| s.clamp(-1.0, 1.0)).collect())
+        }
         (hound::SampleFormat::Int, bits @ 8..=32) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             reader
@@ -216,5 +228,39 @@ mod tests {
             decode_wav(truncated, 60).is_err(),
             "truncated data is refused"
         );
+    }
+
+    fn float_wav(samples: &[f32]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut out = Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+        for s in samples {
+            writer.write_sample(*s).unwrap();
+        }
+        writer.finalize().unwrap();
+        out.into_inner()
+    }
+
+    /// Found by `scripts/fuzz.sh` (wav_decode): a NaN sample made the
+    /// resampler panic instead of the request getting a 400.
+    #[test]
+    fn non_finite_float_samples_are_refused_and_loud_ones_clipped() {
+        let mut samples = vec![0.25f32; 4410];
+        samples[100] = f32::NAN;
+        let err = decode_wav(&float_wav(&samples), 60).unwrap_err();
+        assert!(err.to_string().contains("NaN or infinite"), "{err}");
+        samples[100] = f32::INFINITY;
+        assert!(decode_wav(&float_wav(&samples), 60).is_err());
+
+        samples[100] = 3.0e38;
+        let audio = decode_wav(&float_wav(&samples), 60).unwrap();
+        assert_eq!(audio.samples[100], 1.0);
+        let resampled = resample(&audio, STT_SAMPLE_RATE).unwrap();
+        assert!(resampled.iter().all(|s| s.is_finite()));
     }
 }
