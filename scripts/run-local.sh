@@ -64,9 +64,9 @@ export JWT_SECRET_FILE="$PWD/$state/jwt-secret"
 
 profile="${VOICECHAT_PROFILE:-release}"
 bins="target/$profile"
-cargo_profile=(--release)
-[ "$profile" = release ] || cargo_profile=(--profile "$profile")
-[ "$profile" = debug ] && cargo_profile=()
+# Cargo calls the debug profile "dev"; its output folder is still target/debug.
+cargo_profile=(--profile "$profile")
+[ "$profile" = debug ] && cargo_profile=(--profile dev)
 echo "==> building the services ($profile; the first build compiles whisper.cpp and espeak-ng, several minutes)"
 cargo build "${cargo_profile[@]}" --locked -p voicechat-chat -p voicechat-voice
 [ "$smoke" = 0 ] || cargo build "${cargo_profile[@]}" --locked -p voicechat-e2e --bin voicechat-smoke

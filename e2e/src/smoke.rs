@@ -168,18 +168,8 @@ pub async fn converse(target: &Target) -> Result<Report, SmokeError> {
 
     // 2. The exchange is in history.
     let history: Value = within("history", async {
-        let r = http
-            .get(format!(
-                "{}/api/v1/sessions/{session_id}/messages",
-                target.chat_url
-            ))
-            .bearer_auth(&target.token)
-            .send()
-            .await
-            .map_err(|e| fail("history", e))?;
-        if !r.status().is_success() {
-            return Err(fail("history", r.status()));
-        }
+        let url = format!("{}/api/v1/sessions/{session_id}/messages", target.chat_url);
+        let r = send_ok("history", http.get(url).bearer_auth(&target.token)).await?;
         r.json().await.map_err(|e| fail("history", e))
     })
     .await?;
@@ -197,20 +187,13 @@ pub async fn converse(target: &Target) -> Result<Report, SmokeError> {
     // 3. The answer spoken.
     let spoken = Instant::now();
     let (wav, tts_engine) = within("TTS", async {
-        let r = http
-            .post(format!("{}/api/v1/tts", target.voice_url))
-            .bearer_auth(&target.token)
-            .json(&json!({"text": answer}))
-            .send()
-            .await
-            .map_err(|e| fail("TTS", e))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            return Err(fail(
-                "TTS",
-                format!("{status}: {}", r.text().await.unwrap_or_default()),
-            ));
-        }
+        let r = send_ok(
+            "TTS",
+            http.post(format!("{}/api/v1/tts", target.voice_url))
+                .bearer_auth(&target.token)
+                .json(&json!({"text": answer})),
+        )
+        .await?;
         let engine = header(&r, "x-voice-engine");
         let bytes = r.bytes().await.map_err(|e| fail("TTS", e))?;
         Ok((bytes, engine))
@@ -225,21 +208,14 @@ pub async fn converse(target: &Target) -> Result<Report, SmokeError> {
     // 4. The speech transcribed back.
     let heard = Instant::now();
     let transcription: Value = within("STT", async {
-        let r = http
-            .post(format!("{}/api/v1/stt", target.voice_url))
-            .bearer_auth(&target.token)
-            .header("content-type", "audio/wav")
-            .body(wav.clone())
-            .send()
-            .await
-            .map_err(|e| fail("STT", e))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            return Err(fail(
-                "STT",
-                format!("{status}: {}", r.text().await.unwrap_or_default()),
-            ));
-        }
+        let r = send_ok(
+            "STT",
+            http.post(format!("{}/api/v1/stt", target.voice_url))
+                .bearer_auth(&target.token)
+                .header("content-type", "audio/wav")
+                .body(wav.clone()),
+        )
+        .await?;
         r.json().await.map_err(|e| fail("STT", e))
     })
     .await?;
@@ -296,6 +272,23 @@ async fn next_event(socket: &mut Socket, kind: &'static str) -> Result<Value, Sm
             return Err(fail("websocket", &event));
         }
     }
+}
+
+/// Sends the request; a transport error or a non-2xx answer (with its
+/// body, which names the problem) fails `step`.
+async fn send_ok(
+    step: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, SmokeError> {
+    let r = request.send().await.map_err(|e| fail(step, e))?;
+    if r.status().is_success() {
+        return Ok(r);
+    }
+    let status = r.status();
+    Err(fail(
+        step,
+        format!("{status}: {}", r.text().await.unwrap_or_default()),
+    ))
 }
 
 fn header(r: &reqwest::Response, name: &str) -> String {
