@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,12 +45,14 @@ impl AppState {
         let verifier = config.auth.verifier()?;
         let history = HistoryStore::new(config.history.clone())?;
         let llm = llm::from_settings(&config.llm)?;
+        let llm_slots = Arc::new(Semaphore::new(config.llm.max_concurrent_requests));
         Ok(Self {
             limiter: Arc::new(RateLimiter::new(config.limits.messages_per_minute)),
             config: Arc::new(config),
             verifier: Arc::new(verifier),
             history: Arc::new(history),
             llm: Arc::from(llm),
+            llm_slots,
             metrics: ChatMetrics::new()?,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -30,6 +30,10 @@ pub struct LlmSettings {
     pub idle_timeout: Duration,
     /// Longest a whole answer may take.
     pub total_timeout: Duration,
+    /// Answers streamed from the LLM at once; further turns wait their turn
+    /// (within `total_timeout`). Bounds the service's sockets and memory under
+    /// a burst, and keeps the LLM server's own queue short.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,7 @@ impl ChatConfig {
             connect_timeout: secs("LLM_CONNECT_TIMEOUT_SECS", 5)?,
             idle_timeout: secs("LLM_IDLE_TIMEOUT_SECS", 60)?,
             total_timeout: secs("LLM_TIMEOUT_SECS", 300)?,
+            max_concurrent_requests: positive("LLM_MAX_CONCURRENT_REQUESTS", 256)?,
         };
         let history = HistorySettings {
             redis_url: config::secret("REDIS_URL")?

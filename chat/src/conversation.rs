@@ -380,6 +380,16 @@ impl Conversation {
         started: Instant,
     ) -> Result<(), LlmError> {
         let idle = state.config.llm.idle_timeout;
+        // Held until the answer ends; the wait counts against the answer's
+        // total timeout and ends on cancel like the rest of the turn.
+        let _slot = {
+            let _waiting = GaugeGuard::inc(&state.metrics.llm_waiting);
+            state
+                .llm_slots
+                .acquire()
+                .await
+                .map_err(|_| LlmError::Unreachable("LLM request slots are closed".into()))?
+        };
         let mut stream = tokio::time::timeout(idle, state.llm.stream_chat(self.prompt(state)))
             .await
             .map_err(|_| LlmError::Timeout("request"))??;
@@ -407,6 +417,23 @@ impl Conversation {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+/// Counts something in a gauge for as long as it lives, so a dropped
+/// (cancelled) future is uncounted too.
+struct GaugeGuard<'a>(&'a prometheus::IntGauge);
+
+impl<'a> GaugeGuard<'a> {
+    fn inc(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -14,6 +14,8 @@ pub struct ChatMetrics {
     pub llm_duration: Histogram,
     pub llm_first_token: Histogram,
     pub llm_tokens: IntCounter,
+    /// Turns waiting for a free LLM slot (`LLM_MAX_CONCURRENT_REQUESTS`).
+    pub llm_waiting: IntGauge,
     /// `kind`: the stable category of the failure.
     pub errors: IntCounterVec,
 }
@@ -44,6 +46,10 @@ impl ChatMetrics {
             .buckets(seconds),
         )?;
         let llm_tokens = IntCounter::new("llm_tokens_total", "Answer tokens streamed")?;
+        let llm_waiting = IntGauge::new(
+            "llm_requests_waiting",
+            "Answers waiting for a free LLM request slot",
+        )?;
         let errors = IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"])?;
         registry.register(Box::new(ws_active.clone()))?;
         registry.register(Box::new(ws_opened.clone()))?;
@@ -51,6 +57,7 @@ impl ChatMetrics {
         registry.register(Box::new(llm_duration.clone()))?;
         registry.register(Box::new(llm_first_token.clone()))?;
         registry.register(Box::new(llm_tokens.clone()))?;
+        registry.register(Box::new(llm_waiting.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         Ok(Self {
             registry,
@@ -61,6 +68,7 @@ impl ChatMetrics {
             llm_duration,
             llm_first_token,
             llm_tokens,
+            llm_waiting,
             errors,
         })
     }

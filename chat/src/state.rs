@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use voicechat_common::auth::TokenVerifier;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub verifier: Arc<TokenVerifier>,
     pub history: Arc<HistoryStore>,
     pub llm: Arc<dyn ChatModel>,
+    /// One permit per answer being streamed (`LLM_MAX_CONCURRENT_REQUESTS`).
+    pub llm_slots: Arc<Semaphore>,
     pub metrics: ChatMetrics,
     pub limiter: Arc<RateLimiter>,
     /// Cancelled on SIGTERM: sockets finish their answer, then close with 1001.

@@ -561,3 +561,55 @@ async fn messages_sent_ahead_are_answered_in_order() {
         .collect();
     assert_eq!(asked, ["first", "second", "third"]);
 }
+
+#[tokio::test]
+async fn answers_beyond_the_llm_slot_limit_wait_their_turn() {
+    require_redis!("answers_beyond_the_llm_slot_limit_wait_their_turn");
+    let redis = RedisServer::start();
+    let llm = LlmDouble::start(Script::slow(
+        &["a ", "b ", "c "],
+        Duration::from_millis(200),
+    ))
+    .await;
+    let mut cfg = config(&redis.url(), &llm.url());
+    cfg.llm.max_concurrent_requests = 1;
+    let server = ChatServer::start(cfg).await;
+    let waiting = || server.state.metrics.llm_waiting.get();
+
+    let mut first = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
+    let mut second = WsClient::connect(&server.ws(&format!("token={}", token("bob")))).await;
+    let mut third = WsClient::connect(&server.ws(&format!("token={}", token("carol")))).await;
+    for ws in [&mut first, &mut second, &mut third] {
+        ws.opening().await;
+    }
+    first.say("one").await;
+    assert_eq!(first.event().await["type"], "ack");
+    assert_eq!(first.event().await["type"], "token");
+    second.say("two").await;
+    assert_eq!(second.event().await["type"], "ack");
+    third.say("three").await;
+    assert_eq!(third.event().await["type"], "ack");
+    wait_for(
+        || waiting() == 2,
+        "two answers waiting for the one LLM slot",
+    )
+    .await;
+    assert_eq!(llm.requests().len(), 1, "only one request reached the LLM");
+
+    // A waiting answer can be cancelled; it never reaches the LLM.
+    third.send_json(json!({"type": "cancel"})).await;
+    let error = third.until("error").await.pop().unwrap();
+    assert_eq!(error["code"], "cancelled");
+    wait_for(|| waiting() == 1, "the cancelled answer to stop waiting").await;
+
+    // The second answer starts only once the first is done.
+    first.until("done").await;
+    let second_events = second.until("done").await;
+    assert_eq!(streamed_text(&second_events), "a b c ");
+    assert_eq!(
+        llm.requests().len(),
+        2,
+        "the cancelled answer never reached the LLM"
+    );
+    assert_eq!(waiting(), 0);
+}

@@ -84,10 +84,14 @@ impl Engines {
     pub fn stt_facts(&self, language: Option<&str>) -> Vec<EngineFacts> {
         self.stt
             .iter()
-            .map(|e| EngineFacts {
-                name: e.name(),
-                supports_language: e.health().is_ok() && e.supports(language),
-                supports_grammar: e.name() == "vosk",
+            .map(|e| {
+                let healthy = e.health().is_ok();
+                EngineFacts {
+                    name: e.name(),
+                    healthy,
+                    supports_language: healthy && e.supports(language),
+                    supports_grammar: e.name() == "vosk",
+                }
             })
             .collect()
     }

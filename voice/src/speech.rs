@@ -54,6 +54,7 @@ impl VoiceError {
             Self::UnknownVoice(_) => "unknown_voice",
             Self::UnsupportedFormat(_) => "unsupported_format",
             Self::Route(RouteError::UnknownEngine(_)) => "unknown_engine",
+            Self::Route(RouteError::EnginesUnavailable(_)) => "engine_unavailable",
             Self::Route(_) => "unsupported_language",
             Self::EnginesFailed(_) => "engines_failed",
             Self::Internal(_) => "internal_error",
@@ -63,7 +64,9 @@ impl VoiceError {
     pub fn status(&self) -> axum::http::StatusCode {
         use axum::http::StatusCode;
         match self {
-            Self::Loading | Self::EnginesFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Loading
+            | Self::EnginesFailed(_)
+            | Self::Route(RouteError::EnginesUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TextTooLong { .. }
             | Self::AudioTooLarge { .. }
             | Self::Audio(AudioError::TooLong { .. }) => StatusCode::PAYLOAD_TOO_LARGE,

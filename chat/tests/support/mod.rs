@@ -45,6 +45,7 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
             connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 64,
         },
         history: HistorySettings {
             redis_url: redis_url.to_owned(),

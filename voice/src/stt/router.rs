@@ -17,10 +17,12 @@ pub enum Profile {
     Gpu,
 }
 
-/// What routing knows of an installed, healthy engine.
+/// What routing knows of an installed engine.
 #[derive(Debug, Clone)]
 pub struct EngineFacts {
     pub name: &'static str,
+    /// Whether its model loaded; an engine that did not supports nothing.
+    pub healthy: bool,
     pub supports_language: bool,
     pub supports_grammar: bool,
 }
@@ -42,6 +44,9 @@ pub enum RouteError {
     NoEngineForLanguage,
     #[error("a grammar needs the vosk engine with a model for this language")]
     GrammarNeedsVosk,
+    /// The request may be fine: the engines that could take it did not load.
+    #[error("{} not loaded (see /health) and no other engine can recognize this language", .0.join(", "))]
+    EnginesUnavailable(Vec<String>),
 }
 
 /// Indices into `engines`, in the order to try them.
@@ -56,6 +61,9 @@ pub fn plan(
             .iter()
             .position(|e| e.name == wanted)
             .ok_or_else(|| RouteError::UnknownEngine(wanted.to_owned()))?;
+        if !engines[index].healthy {
+            return Err(RouteError::EnginesUnavailable(vec![wanted.to_owned()]));
+        }
         if !engines[index].supports_language {
             return Err(RouteError::EngineLacksLanguage(wanted.to_owned()));
         }
@@ -69,7 +77,14 @@ pub fn plan(
         .filter(|&i| !request.has_grammar || engines[i].supports_grammar)
         .collect();
     if capable.is_empty() {
-        return Err(if request.has_grammar {
+        let unavailable: Vec<String> = engines
+            .iter()
+            .filter(|e| !e.healthy)
+            .map(|e| e.name.to_owned())
+            .collect();
+        return Err(if !unavailable.is_empty() {
+            RouteError::EnginesUnavailable(unavailable)
+        } else if request.has_grammar {
             RouteError::GrammarNeedsVosk
         } else {
             RouteError::NoEngineForLanguage
@@ -94,11 +109,13 @@ mod tests {
         vec![
             EngineFacts {
                 name: "whisper",
+                healthy: true,
                 supports_language: true,
                 supports_grammar: false,
             },
             EngineFacts {
                 name: "vosk",
+                healthy: true,
                 supports_language: vosk_has_language,
                 supports_grammar: true,
             },
@@ -187,6 +204,33 @@ mod tests {
                 10.0
             ),
             Err(RouteError::GrammarNeedsVosk)
+        );
+    }
+
+    #[test]
+    fn an_engine_that_did_not_load_is_unavailable_not_unsupported() {
+        let mut facts = engines(false);
+        facts[0].healthy = false;
+        facts[0].supports_language = false;
+        let unavailable = Err(RouteError::EnginesUnavailable(vec!["whisper".into()]));
+        assert_eq!(
+            plan(&facts, &req(None, 3.0, false), Profile::Cpu, 10.0),
+            unavailable
+        );
+        assert_eq!(
+            plan(
+                &facts,
+                &req(Some("whisper"), 3.0, false),
+                Profile::Cpu,
+                10.0
+            ),
+            unavailable
+        );
+        // A healthy engine that can take the request still does.
+        facts[1].supports_language = true;
+        assert_eq!(
+            plan(&facts, &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            [1]
         );
     }
 }
