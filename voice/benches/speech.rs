@@ -1,6 +1,7 @@
 //! Speech throughput: audio seconds per wall second for text-to-speech
 //! (Piper) and speech-to-text (Whisper), through the service's HTTP API
-//! versus calling the engines in-process, and the latency of a cache hit.
+//! versus calling the engines in-process, the same under BENCH_CLIENTS (4)
+//! concurrent clients, and the latency of a cache hit.
 //!
 //! ./scripts/fetch-models.sh && source ~/.cache/voicechat/env.sh
 //! cargo bench -p voicechat-voice --bench speech
@@ -21,7 +22,16 @@ const TEXT: &str = "The quick brown fox jumps over the lazy dog. \
     Voice services turn text into speech and speech back into text. \
     This paragraph is long enough to take a few seconds to say.";
 
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
+    // The service's defaults unless the run says otherwise.
+    let inference_concurrency = env_usize("VOICE_INFERENCE_CONCURRENCY").unwrap_or(1);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let threads = env_usize("STT_THREADS")
+        .unwrap_or_else(|| voicechat_voice::config::stt_threads(cores, inference_concurrency));
     VoiceConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         auth: AuthSettings::Local(JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("secret")),
@@ -37,8 +47,8 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         espeak_program: "espeak-ng".into(),
         espeak_default_voice: "en-us".into(),
         profile: Profile::Cpu,
-        threads: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-        inference_concurrency: 1,
+        threads,
+        inference_concurrency,
         max_text_chars: 5000,
         max_audio_bytes: 25 << 20,
         max_audio_secs: 600,
@@ -57,6 +67,9 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -81,6 +94,7 @@ async fn main() {
 
     // In-process: the engines alone.
     let cfg = config(&models, None);
+    let cfg_used = cfg.clone();
     let engines = tokio::task::spawn_blocking(move || Engines::load(&cfg))
         .await
         .expect("load");
@@ -161,6 +175,12 @@ async fn main() {
         stt_service.push(secs / t.elapsed().as_secs_f64());
     }
 
+    let clients: usize = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let concurrent = concurrent_clients(&http, addr, &token, clients, rounds).await;
+
     let mut hits = Vec::new();
     if redis.is_some() {
         for _ in 0..20 {
@@ -214,9 +234,40 @@ async fn main() {
     );
     println!(
         "  service / in-process:   TTS {:.2}, STT {:.2}",
-        median(tts_service) / median(tts_direct),
-        median(stt_service) / median(stt_direct)
+        median(tts_service.clone()) / median(tts_direct),
+        median(stt_service.clone()) / median(stt_direct)
     );
+    // Each round's audio was spoken once and heard once.
+    let sequential_secs = 2.0 * rounds as f64 * speech_secs;
+    let sequential_wall: f64 = tts_service
+        .iter()
+        .chain(&stt_service)
+        .map(|rate| speech_secs / rate)
+        .sum();
+    let sequential_rate = sequential_secs / sequential_wall;
+    println!(
+        "  {clients} concurrent clients ({} TTS + STT pairs, inference concurrency {}, {} Whisper threads):",
+        clients * rounds,
+        cfg_used.inference_concurrency,
+        cfg_used.threads
+    );
+    println!(
+        "    audio s / wall s, TTS + STT: {:.1} (one client: {:.1}, ratio {:.2})",
+        concurrent.audio_secs / concurrent.wall_secs,
+        sequential_rate,
+        concurrent.audio_secs / concurrent.wall_secs / sequential_rate
+    );
+    println!(
+        "    TTS latency p50 / max:       {:.2} / {:.2} s",
+        median(concurrent.tts_latency.clone()),
+        max(&concurrent.tts_latency)
+    );
+    println!(
+        "    STT latency p50 / max:       {:.2} / {:.2} s",
+        median(concurrent.stt_latency.clone()),
+        max(&concurrent.stt_latency)
+    );
+    println!("    failed requests:             {}", concurrent.failures);
     if hits.is_empty() {
         println!("  cache hit latency:      not measured (no redis-server)");
     } else {
@@ -236,4 +287,89 @@ async fn wav_len(http: &reqwest::Client, addr: std::net::SocketAddr, token: &str
         .send()
         .await
         .map_or(0, |r| r.content_length().unwrap_or(0) as usize)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+struct Concurrent {
+    audio_secs: f64,
+    wall_secs: f64,
+    tts_latency: Vec<f64>,
+    stt_latency: Vec<f64>,
+    failures: usize,
+}
+
+/// `clients` clients at once, each speaking the paragraph and transcribing
+/// the result `rounds` times (never a cache hit: every request has its own
+/// speed).
+async fn concurrent_clients(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    rounds: usize,
+) -> Concurrent {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (http, token) = (http.clone(), token.to_owned());
+            tokio::spawn(async move {
+                let mut result = (0.0, Vec::new(), Vec::new(), 0usize);
+                for round in 0..rounds {
+                    let speed = 1.1 + (client * rounds + round) as f32 * 0.001;
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("http://{addr}/api/v1/tts"))
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": speed}))
+                        .send()
+                        .await;
+                    let body = match r {
+                        Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+                        _ => None,
+                    };
+                    let Some(body) = body else {
+                        result.3 += 1;
+                        continue;
+                    };
+                    result.1.push(t.elapsed().as_secs_f64());
+                    let secs = audio::decode_wav(&body, 600).map_or(0.0, |a| a.duration_secs());
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("http://{addr}/api/v1/stt?engine=whisper"))
+                        .bearer_auth(&token)
+                        .header("content-type", "audio/wav")
+                        .body(body.to_vec())
+                        .send()
+                        .await;
+                    if r.is_ok_and(|r| r.status().is_success()) {
+                        result.2.push(t.elapsed().as_secs_f64());
+                        // The audio was both spoken and heard.
+                        result.0 += 2.0 * secs;
+                    } else {
+                        result.3 += 1;
+                    }
+                }
+                result
+            })
+        })
+        .collect();
+    let mut total = Concurrent {
+        audio_secs: 0.0,
+        wall_secs: 0.0,
+        tts_latency: Vec::new(),
+        stt_latency: Vec::new(),
+        failures: 0,
+    };
+    for task in tasks {
+        let (secs, tts, stt, failures) = task.await.expect("client task");
+        total.audio_secs += secs;
+        total.tts_latency.extend(tts);
+        total.stt_latency.extend(stt);
+        total.failures += failures;
+    }
+    total.wall_secs = started.elapsed().as_secs_f64();
+    total
 }

@@ -119,6 +119,10 @@ impl VoiceConfig {
             None => default_whisper_model(&models_dir.join("whisper"), profile),
         };
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let inference_concurrency =
+            config::env_parse("VOICE_INFERENCE_CONCURRENCY", 1usize)?.max(1);
+        let threads =
+            config::env_parse("STT_THREADS", stt_threads(cores, inference_concurrency))?.max(1);
         let cache_enabled = config::env_bool("VOICE_CACHE", true)?;
         Ok(Self {
             cors: voicechat_common::cors::AllowedOrigins::from_env()?,
@@ -147,8 +151,8 @@ impl VoiceConfig {
             espeak_default_voice: config::env_string("ESPEAK_DEFAULT_VOICE")
                 .unwrap_or_else(|| "en-us".into()),
             profile,
-            threads: config::env_parse("STT_THREADS", cores)?.max(1),
-            inference_concurrency: config::env_parse("VOICE_INFERENCE_CONCURRENCY", 1usize)?.max(1),
+            threads,
+            inference_concurrency,
             max_text_chars: config::env_parse("VOICE_MAX_TEXT_CHARS", 5000usize)?,
             max_audio_bytes: config::env_parse("VOICE_MAX_AUDIO_BYTES", 25 * 1024 * 1024usize)?,
             max_audio_secs: config::env_parse("VOICE_MAX_AUDIO_SECS", 600u32)?,
@@ -199,6 +203,15 @@ fn google_from_env() -> Result<Option<GoogleSettings>, ConfigError> {
     }))
 }
 
+/// Whisper threads per call when `STT_THREADS` is unset: the cores shared
+/// among the calls that run at once. whisper.cpp's threads spin while they
+/// wait for each other, so more threads than cores is not a little slower
+/// but many times slower (docs/benchmarks.md: 8x with 2 calls of 2 threads
+/// on 2 cores).
+pub fn stt_threads(cores: usize, inference_concurrency: usize) -> usize {
+    (cores / inference_concurrency.max(1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +233,13 @@ mod tests {
         );
         let err = parse_engines("VOICE_TTS_ENGINES", Some("piper,coqui"), TTS_ENGINES).unwrap_err();
         assert!(err.to_string().contains("coqui"), "{err}");
+    }
+
+    #[test]
+    fn whisper_threads_share_the_cores_among_concurrent_calls() {
+        assert_eq!(stt_threads(8, 1), 8);
+        assert_eq!(stt_threads(8, 2), 4);
+        assert_eq!(stt_threads(2, 3), 1);
+        assert_eq!(stt_threads(1, 0), 1);
     }
 }
