@@ -107,15 +107,18 @@ pub async fn serve(
     let shutdown = state.shutdown.clone();
     let tasks = state.tasks.clone();
     let drain = state.config.limits.shutdown_drain;
+    let deadlines = state.config.deadlines;
     let app = router(state);
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         stop.await;
         trigger.cancel();
     });
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await });
-    server.await.map_err(StartError::Serve)?;
+    voicechat_common::serve::serve(listener, app, deadlines, async move {
+        shutdown.cancelled().await;
+    })
+    .await
+    .map_err(StartError::Serve)?;
     tasks.close();
     // Upgraded sockets are not tracked by the HTTP server: wait for them.
     if tokio::time::timeout(drain + Duration::from_secs(5), tasks.wait())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use voicechat_common::auth::AuthSettings;
 use voicechat_common::config::{self, ConfigError};
+use voicechat_common::serve::RequestDeadlines;
 
 /// Which LLM protocol `LLM_URL` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct ChatConfig {
     pub web_dir: Option<String>,
     /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
     pub cors: voicechat_common::cors::AllowedOrigins,
+    /// How long a client may take to send a request's headers and body.
+    pub deadlines: RequestDeadlines,
 }
 
 impl ChatConfig {
@@ -133,6 +136,8 @@ impl ChatConfig {
             history,
             limits,
             web_dir: config::env_string("CHAT_WEB_DIR"),
+            // REST bodies are small JSON documents.
+            deadlines: RequestDeadlines::from_env(Duration::from_secs(30))?,
         })
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Close codes: 4001 unauthorized, 4003 another user's session,
 //! 4400 bad request (session id), 4408 idle timeout, 1001 server shutdown,
-//! 1011 internal error.
+//! 1011 internal error; for frames that cannot be read, 1007 (invalid
+//! UTF-8), 1009 (over the size limit) or 1002 (protocol error).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -234,7 +235,11 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
         }
         tokio::select! {
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else { break None };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => break voicechat_common::ws_close::for_read_error(e),
+                    None => break None,
+                };
                 last_heard = Instant::now();
                 match frame {
                     Message::Text(text) => {

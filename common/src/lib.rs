@@ -1,6 +1,7 @@
 //! Pieces both services need and must behave identically in: token checks,
 //! configuration from the environment, the `/health` shape, HTTP metrics,
-//! the JSON error shape, shutdown signals and log setup.
+//! the JSON error shape, serving with request deadlines, shutdown signals
+//! and log setup.
 
 pub mod api_error;
 pub mod auth;
@@ -8,5 +9,7 @@ pub mod config;
 pub mod cors;
 pub mod health;
 pub mod http_metrics;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod ws_close;

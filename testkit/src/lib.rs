@@ -1,7 +1,8 @@
 //! Integration-test harness shared by the services: a real `redis-server`
-//! on a free port, and the rule for tests whose real part is missing.
+//! on a free port, a slow-loris client, and the rule for tests whose real part is missing.
 
 pub mod redis_server;
+pub mod slow_client;
 
 pub use redis_server::{RedisServer, free_port};
 

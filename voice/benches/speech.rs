@@ -63,6 +63,10 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
             .map(|e| (*e).to_owned())
             .collect(),
         cors: Default::default(),
+        deadlines: voicechat_common::serve::RequestDeadlines {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
+        },
     }
 }
 

@@ -114,8 +114,8 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let loader = state.clone();
     tokio::spawn(async move { loader.load_engines().await });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
+    let deadlines = state.config.deadlines;
+    voicechat_common::serve::serve(listener, router(state), deadlines, stop)
         .await
         .map_err(StartError::Serve)
 }

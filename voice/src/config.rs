@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use voicechat_common::auth::AuthSettings;
 use voicechat_common::config::{self, ConfigError};
+use voicechat_common::serve::RequestDeadlines;
 
 use crate::google::GoogleSettings;
 use crate::stt::router::Profile;
@@ -60,6 +61,8 @@ pub struct VoiceConfig {
     pub stt_engines: Vec<String>,
     /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
     pub cors: voicechat_common::cors::AllowedOrigins,
+    /// How long a client may take to send a request's headers and body.
+    pub deadlines: RequestDeadlines,
 }
 
 pub const TTS_ENGINES: &[&str] = &["piper", "espeak-ng", "google"];
@@ -126,6 +129,9 @@ impl VoiceConfig {
         let cache_enabled = config::env_bool("VOICE_CACHE", true)?;
         Ok(Self {
             cors: voicechat_common::cors::AllowedOrigins::from_env()?,
+            // Uploads are up to VOICE_MAX_AUDIO_BYTES (25 MiB): 2 minutes is
+            // about 1.7 Mbit/s.
+            deadlines: RequestDeadlines::from_env(Duration::from_secs(120))?,
             listen,
             auth: AuthSettings::from_env()?,
             redis_url: if cache_enabled {

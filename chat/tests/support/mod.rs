@@ -65,6 +65,10 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
         },
         web_dir: None,
         cors: Default::default(),
+        deadlines: voicechat_common::serve::RequestDeadlines {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        },
     }
 }
 

@@ -5,7 +5,8 @@
 //! detects (`"reason":"pause"`) and in answer to `end` (`"reason":"end"`);
 //! the connection then takes the next utterance.
 //! Query: `token`, `language`, `engine`, `grammar` (JSON array, Vosk).
-//! Close codes: 4001 unauthorized, 4400 bad parameters, 1009 frame too large.
+//! Close codes: 4001 unauthorized, 4400 bad parameters, 1009 frame or
+//! stream too large, 1007 invalid UTF-8 in a text frame.
 
 use std::time::Duration;
 
@@ -158,7 +159,14 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
     loop {
         tokio::select! {
             frame = socket.recv() => {
-                let Some(Ok(frame)) = frame else { break };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => match voicechat_common::ws_close::for_read_error(e) {
+                        Some((code, reason)) => return close(socket, code, reason).await,
+                        None => break,
+                    },
+                    None => break,
+                };
                 match frame {
                     Message::Binary(bytes) => {
                         if bytes.len() % 2 != 0 {

@@ -80,6 +80,10 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
             .map(|e| (*e).to_owned())
             .collect(),
         cors: Default::default(),
+        deadlines: voicechat_common::serve::RequestDeadlines {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
+        },
     }
 }
 
