@@ -23,18 +23,7 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
         controller_manager: false,
     })
     .expect("start the control plane");
-    let crd = repo_root().join("crds/voicechat.dev_voicechatstacks.yaml");
-    plane
-        .kubectl(&["apply", "--server-side", "-f", &crd.display().to_string()])
-        .expect("the API server accepts the generated CRD");
-    plane
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/voicechatstacks.voicechat.dev",
-            "--timeout=60s",
-        ])
-        .expect("the CRD is established");
+    support::install_crd(&plane);
     plane
         .kubectl(&["create", "namespace", STACKS_NAMESPACE])
         .expect("namespace");

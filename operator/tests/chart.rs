@@ -80,24 +80,7 @@ fn the_chart_lints_renders_validates_and_installs() {
 
     // Server-side validation needs the CRD (for the sample stack) and the
     // namespace to exist.
-    plane
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            &repo_root()
-                .join("crds/voicechat.dev_voicechatstacks.yaml")
-                .display()
-                .to_string(),
-        ])
-        .expect("install the CRD");
-    plane
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/voicechatstacks.voicechat.dev",
-        ])
-        .expect("CRD established");
+    support::install_crd(&plane);
     plane
         .kubectl(&["create", "namespace", NAMESPACE])
         .expect("namespace");

@@ -30,6 +30,28 @@ pub struct Cluster {
     operator_starts: u32,
 }
 
+/// Applies the generated CRD (server-side, as the API server sees it in a
+/// real install) and waits until it serves.
+pub fn install_crd(plane: &ControlPlane) {
+    let crd = repo_root().join("crds/voicechat.dev_voicechatstacks.yaml");
+    plane
+        .kubectl(&["apply", "--server-side", "-f", &crd.display().to_string()])
+        .expect("the API server accepts the generated CRD");
+    wait_for_crd(plane);
+}
+
+/// Waits until the CRD is `Established`: stacks can be created from then on.
+pub fn wait_for_crd(plane: &ControlPlane) {
+    plane
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/voicechatstacks.voicechat.dev",
+            "--timeout=60s",
+        ])
+        .expect("the CRD is established");
+}
+
 /// Whether a control plane can run here; prints the skip reason if not.
 pub fn available(test: &str) -> bool {
     let assets = Assets::available();
@@ -62,14 +84,7 @@ impl Cluster {
                 "--create-namespace",
             ])
             .expect("helm install the chart");
-        plane
-            .kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "crd/voicechatstacks.voicechat.dev",
-                "--timeout=60s",
-            ])
-            .expect("the CRD is established");
+        wait_for_crd(&plane);
         plane
             .kubectl(&["create", "namespace", STACKS_NAMESPACE])
             .expect("create the stacks' namespace");
