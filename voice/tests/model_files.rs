@@ -12,27 +12,6 @@ use support::*;
 
 const SENTENCE: &str = "Please call me back when you get home.";
 
-async fn tts(s: &Service, text: &str) -> reqwest::Response {
-    client()
-        .post(s.url("/api/v1/tts"))
-        .bearer_auth(token("alice"))
-        .json(&json!({ "text": text }))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn stt(s: &Service, wav: Vec<u8>) -> reqwest::Response {
-    client()
-        .post(s.url("/api/v1/stt"))
-        .bearer_auth(token("alice"))
-        .header("content-type", "audio/wav")
-        .body(wav)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn get_json(s: &Service, path: &str) -> Value {
     client()
         .get(s.url(path))
@@ -77,7 +56,7 @@ async fn models_removed_at_runtime_keep_serving_and_the_next_start_falls_back() 
     let mut cfg = config(None, piper.clone(), models_dir().join("vosk"));
     cfg.whisper_model = whisper.clone();
     let running = Service::start(cfg.clone(), None);
-    let r = tts(&running, SENTENCE).await;
+    let r = running.tts(json!({"text": SENTENCE})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-voice-engine"], "piper");
     let wav = r.bytes().await.unwrap().to_vec();
@@ -86,15 +65,17 @@ async fn models_removed_at_runtime_keep_serving_and_the_next_start_falls_back() 
     std::fs::remove_file(&whisper).unwrap();
 
     // The running service still speaks and listens with what it loaded.
-    let r = tts(&running, "The files are gone but the voice is loaded.").await;
+    let r = running
+        .tts(json!({"text": "The files are gone but the voice is loaded."}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-voice-engine"], "piper");
-    let r = stt(&running, wav.clone()).await;
+    let r = running.stt(wav.clone(), "").await;
     assert_eq!(r.status(), 200);
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["engine"], "whisper", "{t}");
     assert!(
-        word_error_rate(SENTENCE, t["text"].as_str().unwrap()) <= 0.1,
+        word_error_rate(SENTENCE, t["text"].as_str().unwrap()) <= PIPER_WER,
         "{t}"
     );
     let health = get_json(&running, "/health").await;
@@ -129,12 +110,12 @@ async fn models_removed_at_runtime_keep_serving_and_the_next_start_falls_back() 
             && whisper_error.contains(&whisper.display().to_string()),
         "{health}"
     );
-    let r = tts(&restarted, SENTENCE).await;
+    let r = restarted.tts(json!({"text": SENTENCE})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-voice-engine"], "espeak-ng");
     // English speech has no engine left (Vosk has only Korean here): a
     // clear error naming the problem, not an empty transcript.
-    let r = stt(&restarted, wav).await;
+    let r = restarted.stt(wav, "").await;
     let status = r.status();
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 503, "{body}");
@@ -173,7 +154,7 @@ async fn corrupt_model_files_are_reported_by_name_and_fallen_back_from() {
         whisper_error.contains("cannot load") && whisper_error.contains("ggml-tiny.en.bin"),
         "{health}"
     );
-    let r = tts(&s, SENTENCE).await;
+    let r = s.tts(json!({"text": SENTENCE})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-voice-engine"], "espeak-ng");
     let _ = std::fs::remove_dir_all(&dir);

@@ -7,24 +7,11 @@ use serde_json::{Value, json};
 use support::*;
 
 async fn tts(body: Value) -> reqwest::Response {
-    client()
-        .post(service().url("/api/v1/tts"))
-        .bearer_auth(token("alice"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    service().tts(body).await
 }
 
 async fn stt(wav: Vec<u8>, query: &str) -> reqwest::Response {
-    client()
-        .post(service().url(&format!("/api/v1/stt?{query}")))
-        .bearer_auth(token("alice"))
-        .header("content-type", "audio/wav")
-        .body(wav)
-        .send()
-        .await
-        .unwrap()
+    service().stt(wav, query).await
 }
 
 /// Each engine's sentence: tiny.en mishears espeak-ng's formant "brown fox"
@@ -53,7 +40,7 @@ async fn round_trip(voice: &str, engine_expected: &str, sentence: &str) {
     let t: Value = r.json().await.unwrap();
     let wer = word_error_rate(sentence, t["text"].as_str().unwrap());
     eprintln!("{voice} -> whisper: {:?} (WER {wer:.2})", t["text"]);
-    assert!(wer <= 0.10, "WER {wer} for {:?}", t["text"]);
+    assert!(wer <= PIPER_WER, "WER {wer} for {:?}", t["text"]);
     assert_eq!(t["engine"], "whisper");
     assert_eq!(t["language"], "en");
     assert!(t["duration"].as_f64().unwrap() > 1.5);

@@ -111,7 +111,7 @@ async fn whisper_streams_partials_then_the_final_text() {
     );
     let last = events.last().unwrap();
     assert!(
-        word_error_rate(sentence, last["text"].as_str().unwrap()) <= 0.10,
+        word_error_rate(sentence, last["text"].as_str().unwrap()) <= PIPER_WER,
         "{last}"
     );
 }
