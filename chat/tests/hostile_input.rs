@@ -1,9 +1,10 @@
 //! Hostile input to the chat service: invalid UTF-8, deeply nested JSON,
-//! 10,000-character messages, binary frames, path tricks in session ids and
-//! a body that trickles in. Each is refused with a clear error, nothing is
-//! stored, nothing reaches the LLM, and the service keeps serving. (Frames
-//! over the size limit, empty messages and the rate limit are in
-//! `ws_chat.rs`; REST size limits in `rest_api.rs`.)
+//! 10,000-character messages, binary frames, frames that break the framing
+//! rules, path tricks in session ids and a body that trickles in. Each is
+//! refused with a clear error, nothing is stored, nothing reaches the LLM,
+//! and the service keeps serving. (Frames over the size limit, empty
+//! messages and the rate limit are in `ws_chat.rs`; REST size limits in
+//! `rest_api.rs`.)
 
 mod support;
 
@@ -84,8 +85,15 @@ async fn hostile_websocket_messages_are_refused_and_the_socket_kept() {
     );
     // The session, its owner and the one exchange: nothing of the refused.
     assert_eq!(stored_keys(&redis).await, 3);
+    // A frame that breaks the framing rules (a reserved bit set, no
+    // extension negotiated): close 1002.
     let mut again = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
     again.opening().await;
+    let mut reserved = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
+    reserved.header_mut().rsv1 = true;
+    again.socket.send(Message::Frame(reserved)).await.unwrap();
+    let closed = again.closed().await;
+    assert_eq!(closed.code, 1002, "{closed:?}");
 }
 
 #[tokio::test]
@@ -153,11 +161,5 @@ async fn hostile_rest_requests_are_refused() {
         "refused requests store nothing"
     );
     assert!(llm.requests().is_empty());
-    let r = http
-        .get(server.http("/api/v1/sessions"))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "still serving");
+    server.get_json_as("alice", "/api/v1/sessions").await;
 }

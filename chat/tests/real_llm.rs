@@ -176,15 +176,9 @@ async fn a_real_llm_killed_mid_answer_is_an_error_and_the_next_message_works() {
     assert!(done["tokens"].as_u64().unwrap_or(0) > 0, "{done}");
 
     // History keeps both turns; the broken answer is marked interrupted.
-    let history: serde_json::Value = reqwest::Client::new()
-        .get(server.http(&format!("/api/v1/sessions/{session_id}/messages")))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = server
+        .get_json_as("alice", &format!("/api/v1/sessions/{session_id}/messages"))
+        .await;
     let messages = history["messages"].as_array().cloned().unwrap_or_default();
     assert_eq!(messages.len(), 4, "{history}");
     assert_eq!(messages[1]["interrupted"], true, "{history}");

@@ -86,27 +86,16 @@ async fn sse_chat_then_list_read_and_delete_sessions() {
     let events = sse_events(response).await;
     assert_eq!(events[0].1["created"], false);
 
-    let list: Value = http
-        .get(server.http("/api/v1/sessions"))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = server.get_json_as("alice", "/api/v1/sessions").await;
     assert_eq!(list["sessions"][0]["session_id"], session_id.as_str());
     assert_eq!(list["sessions"][0]["message_count"], 4);
 
-    let messages: Value = http
-        .get(server.http(&format!("/api/v1/sessions/{session_id}/messages?limit=2")))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let messages = server
+        .get_json_as(
+            "alice",
+            &format!("/api/v1/sessions/{session_id}/messages?limit=2"),
+        )
+        .await;
     let contents: Vec<&Value> = messages["messages"]
         .as_array()
         .unwrap()
@@ -117,22 +106,11 @@ async fn sse_chat_then_list_read_and_delete_sessions() {
 
     // Another user sees nothing and can touch nothing.
     let bob = format!("Bearer {}", token("bob"));
-    let list: Value = http
-        .get(server.http("/api/v1/sessions"))
-        .header("authorization", &bob)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = server.get_json_as("bob", "/api/v1/sessions").await;
     assert_eq!(list["sessions"], json!([]));
-    let r = http
-        .get(server.http(&format!("/api/v1/sessions/{session_id}/messages")))
-        .header("authorization", &bob)
-        .send()
-        .await
-        .unwrap();
+    let r = server
+        .get_as("bob", &format!("/api/v1/sessions/{session_id}/messages"))
+        .await;
     assert_eq!(r.status(), 403);
     assert_eq!(error_code(&r.json().await.unwrap()), "forbidden");
     let r = http
@@ -158,22 +136,11 @@ async fn sse_chat_then_list_read_and_delete_sessions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = http
-        .get(server.http(&format!("/api/v1/sessions/{session_id}/messages")))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .unwrap();
+    let r = server
+        .get_as("alice", &format!("/api/v1/sessions/{session_id}/messages"))
+        .await;
     assert_eq!(r.status(), 404);
-    let list: Value = http
-        .get(server.http("/api/v1/sessions"))
-        .header("authorization", &alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = server.get_json_as("alice", "/api/v1/sessions").await;
     assert_eq!(list["sessions"], json!([]));
 }
 
@@ -330,12 +297,7 @@ async fn redis_outage_degrades_then_recovers_without_losing_acknowledged_message
         200,
         "outage does not fail readiness"
     );
-    let r = reqwest::Client::new()
-        .get(server.http("/api/v1/sessions"))
-        .bearer_auth(token("alice"))
-        .send()
-        .await
-        .unwrap();
+    let r = server.get_as("alice", "/api/v1/sessions").await;
     assert_eq!(r.status(), 503);
 
     // The model still sees the conversation while Redis is away.

@@ -67,8 +67,8 @@ impl AllowedOrigins {
     }
 }
 
-/// Response headers a browser client may read (the voice service's TTS
-/// metadata and the request id).
+/// Response headers a browser client may read: the voice service's TTS
+/// metadata.
 const EXPOSED: [&str; 4] = ["x-voice-engine", "x-voice-name", "x-sample-rate", "x-cache"];
 
 /// An origin is `scheme://host[:port]`: no path, no trailing slash (browsers

@@ -78,21 +78,23 @@ impl OperatorSettings {
         set(&mut s.redis_image, "REDIS_IMAGE");
         set(&mut s.ollama_image, "OLLAMA_IMAGE");
         set(&mut s.gpu_resource, "GPU_RESOURCE");
-        set(&mut s.cpu.whisper_model, "CPU_WHISPER_MODEL");
-        set(&mut s.gpu.whisper_model, "GPU_WHISPER_MODEL");
         profile_from_env("CPU", &mut s.cpu)?;
         profile_from_env("GPU", &mut s.gpu)?;
         Ok(s)
     }
 }
 
-/// One profile's settings from `{prefix}_NODE_SELECTOR`,
-/// `{prefix}_TOLERATIONS` and `{prefix}_RUNTIME_CLASS`.
+/// One profile's settings from `{prefix}_WHISPER_MODEL`,
+/// `{prefix}_NODE_SELECTOR`, `{prefix}_TOLERATIONS` and
+/// `{prefix}_RUNTIME_CLASS`.
 fn profile_from_env(
     prefix: &str,
     profile: &mut ProfileSettings,
 ) -> Result<(), voicechat_common::config::ConfigError> {
     use voicechat_common::config::{ConfigError, env_string};
+    if let Some(model) = env_string(&format!("{prefix}_WHISPER_MODEL")) {
+        profile.whisper_model = model;
+    }
     let name = format!("{prefix}_NODE_SELECTOR");
     if let Some(selector) = env_string(&name) {
         for pair in selector.split(',').filter(|p| !p.trim().is_empty()) {
@@ -146,11 +148,17 @@ mod tests {
             );
             std::env::set_var("CPU_NODE_SELECTOR", "pool=voice");
             std::env::set_var("CPU_RUNTIME_CLASS", "gvisor");
+            std::env::set_var("CPU_WHISPER_MODEL", "ggml-small.en.bin");
         }
         let s = OperatorSettings::from_env().unwrap();
         assert_eq!(s.cpu.tolerations[0].value.as_deref(), Some("voice"));
         assert_eq!(s.cpu.node_selector["pool"], "voice");
         assert_eq!(s.cpu.runtime_class_name.as_deref(), Some("gvisor"));
+        assert_eq!(s.cpu.whisper_model, "ggml-small.en.bin");
+        assert_eq!(
+            s.gpu.whisper_model,
+            OperatorSettings::default().gpu.whisper_model
+        );
         unsafe { std::env::set_var("CPU_TOLERATIONS", "{not json") };
         let err = OperatorSettings::from_env().unwrap_err().to_string();
         assert!(err.contains("CPU_TOLERATIONS"), "{err}");
@@ -164,6 +172,7 @@ mod tests {
                 "CPU_TOLERATIONS",
                 "CPU_NODE_SELECTOR",
                 "CPU_RUNTIME_CLASS",
+                "CPU_WHISPER_MODEL",
             ] {
                 std::env::remove_var(v);
             }

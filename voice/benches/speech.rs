@@ -148,34 +148,22 @@ async fn main() {
         .mint("bench", Duration::from_secs(3600))
         .expect("token");
     let http = reqwest::Client::new();
+    let api = Api {
+        http: http.clone(),
+        addr,
+        token: token.clone(),
+    };
     let (mut tts_service, mut stt_service) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // A distinct speed each round: never a cache hit.
         let speed = 1.0 + round as f32 * 0.001;
         let t = Instant::now();
-        let body = http
-            .post(format!("http://{addr}/api/v1/tts"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": speed}))
-            .send()
-            .await
-            .expect("tts request")
-            .bytes()
-            .await
-            .expect("tts body");
+        let body = api.speak(speed).await.expect("tts");
         let elapsed = t.elapsed().as_secs_f64();
         let secs = audio::decode_wav(&body, 600).expect("wav").duration_secs();
         tts_service.push(secs / elapsed);
         let t = Instant::now();
-        let r = http
-            .post(format!("http://{addr}/api/v1/stt?engine=whisper"))
-            .bearer_auth(&token)
-            .header("content-type", "audio/wav")
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("stt request");
-        assert!(r.status().is_success());
+        api.hear(body).await.expect("stt");
         stt_service.push(secs / t.elapsed().as_secs_f64());
     }
 
@@ -183,7 +171,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let concurrent = concurrent_clients(&http, addr, &token, clients, rounds).await;
+    let concurrent = concurrent_clients(&api, clients, rounds).await;
 
     let mut hits = Vec::new();
     if redis.is_some() {
@@ -297,6 +285,51 @@ fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
 }
 
+/// The service's speech API as the benchmark calls it.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    addr: std::net::SocketAddr,
+    token: String,
+}
+
+impl Api {
+    /// The paragraph spoken by Piper at `speed`, as WAV.
+    async fn speak(&self, speed: f32) -> Result<bytes::Bytes, String> {
+        let r = self
+            .http
+            .post(format!("http://{}/api/v1/tts", self.addr))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": speed}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("tts answered {}", r.status()));
+        }
+        r.bytes().await.map_err(|e| e.to_string())
+    }
+
+    /// Whisper's transcript of `wav` (only whether it succeeded matters here).
+    async fn hear(&self, wav: bytes::Bytes) -> Result<(), String> {
+        let r = self
+            .http
+            .post(format!("http://{}/api/v1/stt?engine=whisper", self.addr))
+            .bearer_auth(&self.token)
+            .header("content-type", "audio/wav")
+            .body(wav)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("stt answered {}", r.status()))
+        }
+    }
+}
+
+#[derive(Default)]
 struct Concurrent {
     audio_secs: f64,
     wall_secs: f64,
@@ -308,71 +341,42 @@ struct Concurrent {
 /// `clients` clients at once, each speaking the paragraph and transcribing
 /// the result `rounds` times (never a cache hit: every request has its own
 /// speed).
-async fn concurrent_clients(
-    http: &reqwest::Client,
-    addr: std::net::SocketAddr,
-    token: &str,
-    clients: usize,
-    rounds: usize,
-) -> Concurrent {
+async fn concurrent_clients(api: &Api, clients: usize, rounds: usize) -> Concurrent {
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
-            let (http, token) = (http.clone(), token.to_owned());
+            let api = api.clone();
             tokio::spawn(async move {
-                let mut result = (0.0, Vec::new(), Vec::new(), 0usize);
+                let mut mine = Concurrent::default();
                 for round in 0..rounds {
                     let speed = 1.1 + (client * rounds + round) as f32 * 0.001;
                     let t = Instant::now();
-                    let r = http
-                        .post(format!("http://{addr}/api/v1/tts"))
-                        .bearer_auth(&token)
-                        .json(&serde_json::json!({"text": TEXT, "voice": "en_US-joe-medium", "speed": speed}))
-                        .send()
-                        .await;
-                    let body = match r {
-                        Ok(r) if r.status().is_success() => r.bytes().await.ok(),
-                        _ => None,
-                    };
-                    let Some(body) = body else {
-                        result.3 += 1;
+                    let Ok(wav) = api.speak(speed).await else {
+                        mine.failures += 1;
                         continue;
                     };
-                    result.1.push(t.elapsed().as_secs_f64());
-                    let secs = audio::decode_wav(&body, 600).map_or(0.0, |a| a.duration_secs());
+                    mine.tts_latency.push(t.elapsed().as_secs_f64());
+                    let secs = audio::decode_wav(&wav, 600).map_or(0.0, |a| a.duration_secs());
                     let t = Instant::now();
-                    let r = http
-                        .post(format!("http://{addr}/api/v1/stt?engine=whisper"))
-                        .bearer_auth(&token)
-                        .header("content-type", "audio/wav")
-                        .body(body.to_vec())
-                        .send()
-                        .await;
-                    if r.is_ok_and(|r| r.status().is_success()) {
-                        result.2.push(t.elapsed().as_secs_f64());
+                    if api.hear(wav).await.is_ok() {
+                        mine.stt_latency.push(t.elapsed().as_secs_f64());
                         // The audio was both spoken and heard.
-                        result.0 += 2.0 * secs;
+                        mine.audio_secs += 2.0 * secs;
                     } else {
-                        result.3 += 1;
+                        mine.failures += 1;
                     }
                 }
-                result
+                mine
             })
         })
         .collect();
-    let mut total = Concurrent {
-        audio_secs: 0.0,
-        wall_secs: 0.0,
-        tts_latency: Vec::new(),
-        stt_latency: Vec::new(),
-        failures: 0,
-    };
+    let mut total = Concurrent::default();
     for task in tasks {
-        let (secs, tts, stt, failures) = task.await.expect("client task");
-        total.audio_secs += secs;
-        total.tts_latency.extend(tts);
-        total.stt_latency.extend(stt);
-        total.failures += failures;
+        let mine = task.await.expect("client task");
+        total.audio_secs += mine.audio_secs;
+        total.tts_latency.extend(mine.tts_latency);
+        total.stt_latency.extend(mine.stt_latency);
+        total.failures += mine.failures;
     }
     total.wall_secs = started.elapsed().as_secs_f64();
     total

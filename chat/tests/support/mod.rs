@@ -112,6 +112,23 @@ impl ChatServer {
         format!("ws://{}/ws/chat?{query}", self.addr)
     }
 
+    /// `GET path` with `user`'s token.
+    pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.http(path))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
+    /// `GET path` with `user`'s token, answered 200 with JSON.
+    pub async fn get_json_as(&self, user: &str, path: &str) -> serde_json::Value {
+        let r = self.get_as(user, path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("JSON body")
+    }
+
     /// Triggers a graceful shutdown and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.stop.take() {

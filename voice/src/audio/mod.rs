@@ -199,14 +199,8 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        let mut out = Cursor::new(Vec::new());
-        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
-        for _ in 0..100 {
-            w.write_sample(16384i16).unwrap();
-            w.write_sample(0i16).unwrap();
-        }
-        w.finalize().unwrap();
-        let audio = decode_wav(&out.into_inner(), 60).unwrap();
+        let interleaved: Vec<i16> = (0..100).flat_map(|_| [16384i16, 0]).collect();
+        let audio = decode_wav(&wav_of(spec, &interleaved), 60).unwrap();
         assert_eq!(audio.samples.len(), 100);
         assert!((audio.samples[0] - 0.25).abs() < 1e-3);
     }
@@ -230,13 +224,8 @@ mod tests {
         );
     }
 
-    fn float_wav(samples: &[f32]) -> Vec<u8> {
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 44_100,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
+    /// A WAV file of these (interleaved) samples, written by hound.
+    fn wav_of<S: hound::Sample + Copy>(spec: hound::WavSpec, samples: &[S]) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
         let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
         for s in samples {
@@ -244,6 +233,16 @@ mod tests {
         }
         writer.finalize().unwrap();
         out.into_inner()
+    }
+
+    fn float_wav(samples: &[f32]) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        wav_of(spec, samples)
     }
 
     /// Found by `scripts/fuzz.sh` (wav_decode): a NaN sample made the
