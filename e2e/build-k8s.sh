@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a real Kubernetes control plane from Go modules: kube-apiserver,
 # kube-controller-manager, kubectl and etcd, pinned to one release, plus
-# helm; caches the binaries under ~/.cache keyed by version. Prints two
+# helm and the node's binaries (kubelet, kube-scheduler, kube-proxy, for
+# e2e/cluster/up.sh); caches the binaries under ~/.cache keyed by version. Prints two
 # lines for the caller to eval:
 #   eval "$(e2e/build-k8s.sh)"   # sets KUBE_ASSETS (the folder) and HELM_BIN
 #
@@ -23,7 +24,7 @@ HELM_VERSION="${HELM_VERSION:-v4.3.1}"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
 out="$cache/k8s-$K8S_VERSION/bin"
 helm_bin="$cache/helm-$HELM_VERSION/bin/helm"
-binaries=(kube-apiserver kube-controller-manager kubectl etcd)
+binaries=(kube-apiserver kube-controller-manager kubectl etcd kube-scheduler kube-proxy kubelet)
 
 have_all() {
   for b in "${binaries[@]}"; do [ -x "$out/$b" ] || return 1; done
@@ -90,6 +91,9 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 )
 EOF
 
@@ -110,6 +114,7 @@ cd "$src"
 log "downloading modules (go mod tidy)"
 go mod tidy >&2
 for b in "${binaries[@]}"; do
+  [ -x "$out/$b" ] && continue
   case "$b" in
     etcd) pkg=go.etcd.io/etcd/server/v3 ;;
     *) pkg="k8s.io/kubernetes/cmd/$b" ;;

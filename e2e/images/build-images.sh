@@ -12,6 +12,13 @@
 # The CUDA voice image needs nvidia/cuda base images: not buildable here
 # (see docker/voice.Dockerfile for its three build arguments).
 #
+# The images are tagged voicechat/NAME:VERSION and, the name the chart and
+# the operator use by default, ghcr.io/voicechatstack/NAME:VERSION.
+# IMAGES_CHECK=0 builds without the checks (e2e/cluster/images.sh runs
+# them as pods instead); CARGO_TARGET_DIR is honoured, so a cache outside
+# the checkout keeps release builds incremental; DOCKER_BUILD_NETWORK=host
+# for a dockerd without a bridge.
+#
 # Needs dockerd running (as root: `dockerd &`). Uses Debian's docker client
 # (/usr/bin/docker) when present: its built-in BuildKit skips the unused
 # `build` stages.
@@ -31,21 +38,23 @@ models="$(dirname "$native")/models-v1"
 ./scripts/fetch-models.sh >/dev/null
 ORT_LIB_LOCATION="$native" ORT_PREFER_DYNAMIC_LINK=1 LIBRARY_PATH="$native" \
   cargo build --release --locked -p voicechat-chat -p voicechat-voice -p voicechat-operator
+target="${CARGO_TARGET_DIR:-target}"
 
 build() { # name binary [lib files...]
   local name="$1" binary="$2"; shift 2
   local ctx
   ctx="$(mktemp -d)"
   # Stripped: the release profile keeps line tables for backtraces.
-  install -D -s "target/release/$binary" "$ctx/prebuilt/usr/local/bin/$binary"
+  install -D -s "$target/release/$binary" "$ctx/prebuilt/usr/local/bin/$binary"
   if [ $# -gt 0 ]; then
     mkdir -p "$ctx/prebuilt/usr/local/lib"
     cp -a "$@" "$ctx/prebuilt/usr/local/lib/"
   fi
   echo "==> docker build voicechat/$name:$version"
-  "$docker" build --quiet \
+  "$docker" build --quiet ${DOCKER_BUILD_NETWORK:+--network="$DOCKER_BUILD_NETWORK"} \
     --build-arg RUNTIME_IMAGE="$runtime" --build-arg BINARIES=prebuilt --build-arg VERSION="$version" \
-    -f "docker/$name.Dockerfile" -t "voicechat/$name:$version" "$ctx" >/dev/null
+    -f "docker/$name.Dockerfile" -t "voicechat/$name:$version" \
+    -t "ghcr.io/voicechatstack/$name:$version" "$ctx" >/dev/null
   rm -rf "$ctx"
   "$docker" image inspect "voicechat/$name:$version" --format "    {{.Size}} bytes, user {{.Config.User}}" |
     awk '{printf "    %.1f MiB, user %s\n", $1/1048576, $4}'
@@ -53,6 +62,10 @@ build() { # name binary [lib files...]
 build chat voicechat-chat
 build voice voicechat-voice "$native"/libonnxruntime.so* "$native/libvosk.so"
 build operator voicechat-operator
+if [ "${IMAGES_CHECK:-1}" = 0 ]; then
+  echo "==> images built in $(($(date +%s) - started)) s (not checked: IMAGES_CHECK=0)"
+  exit 0
+fi
 
 # Run each with a read-only root filesystem, as its image's user.
 cleanup() { "$docker" rm -f vcs-img-chat vcs-img-voice vcs-img-operator >/dev/null 2>&1 || true; }

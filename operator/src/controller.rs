@@ -23,9 +23,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::apply::{self, FIELD_MANAGER};
+use crate::build::meta::Part;
+use crate::build::workloads::{CHAT_PORT, VOICE_PORT};
 use crate::build::{self, BuildError, Facts, JWT_KEY};
 use crate::crd::{SttProfile, VoiceChatStack, VoiceChatStackStatus};
 use crate::metrics::OperatorMetrics;
+use crate::pod_reasons::PodReasons;
 use crate::profile;
 use crate::settings::OperatorSettings;
 use crate::status::{self, Observed};
@@ -68,6 +71,7 @@ pub struct Context {
     pub settings: OperatorSettings,
     pub metrics: OperatorMetrics,
     pub recorder: Recorder,
+    pub pod_reasons: PodReasons,
 }
 
 impl Context {
@@ -81,6 +85,7 @@ impl Context {
             client,
             settings,
             metrics,
+            pod_reasons: PodReasons::new(),
         }
     }
 
@@ -286,11 +291,13 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
             .into_iter()
             .map(|d| (d.name_any(), d))
             .collect();
+    let pod_reasons = not_ready_reasons(ctx, &namespace, stack, &deployments).await;
     let observed = Observed {
         deployments: &deployments,
         jwt_secret_present: jwt_secret_present || children.jwt_secret.is_some(),
         profile,
         profile_reason,
+        pod_reasons: &pod_reasons,
     };
     let status = status::compute(stack, &observed, &now());
     // An event when Ready flips (not for the first status of a new stack).
@@ -318,9 +325,54 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         }
         _ => {}
     }
+    let ready = ready_status(Some(&status)) == Some("True");
     write_status(&stacks, stack, status).await?;
     // Children and GPU nodes are watched; the periodic pass is a safety net.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // Pods are not watched: while a part is unavailable, look again soon,
+    // so that the reasons in the status follow its pods.
+    Ok(Action::requeue(Duration::from_secs(if ready {
+        300
+    } else {
+        15
+    })))
+}
+
+/// Why the pods of each unavailable Deployment are not ready, by
+/// Deployment name; nothing is read for available ones.
+async fn not_ready_reasons(
+    ctx: &Context,
+    namespace: &str,
+    stack: &VoiceChatStack,
+    deployments: &BTreeMap<String, Deployment>,
+) -> BTreeMap<String, String> {
+    let mut reasons = BTreeMap::new();
+    for part in [Part::Chat, Part::Voice, Part::Redis, Part::Ollama] {
+        let name = build::meta::name(stack, part.as_str());
+        let Some(deployment) = deployments.get(&name) else {
+            continue;
+        };
+        if status::is_available(deployment) {
+            continue;
+        }
+        let readiness = match part {
+            Part::Chat => Some(("/readyz", CHAT_PORT)),
+            Part::Voice => Some(("/readyz", VOICE_PORT)),
+            _ => None,
+        };
+        let selector = build::meta::selector(stack, Some(part))
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Some(why) = ctx
+            .pod_reasons
+            .not_ready(&ctx.client, namespace, &selector, readiness)
+            .await
+        {
+            reasons.insert(name, why);
+        }
+    }
+    reasons
 }
 
 pub fn error_policy(

@@ -6,6 +6,7 @@ pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod pod_reasons;
 pub mod profile;
 pub mod settings;
 pub mod status;

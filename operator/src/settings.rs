@@ -34,8 +34,10 @@ impl Default for OperatorSettings {
             chat_image: format!("ghcr.io/voicechatstack/chat:{version}"),
             voice_image: format!("ghcr.io/voicechatstack/voice:{version}"),
             voice_cuda_image: format!("ghcr.io/voicechatstack/voice-cuda:{version}"),
-            redis_image: "redis:7.2-alpine".into(),
-            ollama_image: "ollama/ollama:0.12.6".into(),
+            // The Redis and Ollama versions the project tests with (Debian
+            // bookworm's redis-server; scripts/fetch-llm.sh's Ollama).
+            redis_image: "redis:7.0.15-bookworm".into(),
+            ollama_image: "ollama/ollama:0.17.4".into(),
             gpu_resource: "nvidia.com/gpu".into(),
             cpu: ProfileSettings {
                 whisper_model: "ggml-base.en.bin".into(),

@@ -19,6 +19,9 @@ pub struct Observed<'a> {
     pub jwt_secret_present: bool,
     pub profile: Resolved,
     pub profile_reason: String,
+    /// Why an unavailable Deployment's pods are not ready, by Deployment
+    /// name (see [`crate::pod_reasons`]); appended to that part's message.
+    pub pod_reasons: &'a BTreeMap<String, String>,
 }
 
 struct Verdict {
@@ -28,8 +31,23 @@ struct Verdict {
     message: String,
 }
 
-/// Availability of a Deployment from its `Available` condition.
-fn deployment_verdict(type_: &'static str, name: &str, observed: Option<&Deployment>) -> Verdict {
+/// Whether a Deployment's `Available` condition is true.
+pub fn is_available(d: &Deployment) -> bool {
+    d.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Available"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// Availability of a Deployment from its `Available` condition, with why
+/// its pods are not ready when that is known.
+fn deployment_verdict(
+    type_: &'static str,
+    name: &str,
+    observed: Option<&Deployment>,
+    pod_reason: Option<&String>,
+) -> Verdict {
     let Some(d) = observed else {
         return Verdict {
             type_,
@@ -38,12 +56,12 @@ fn deployment_verdict(type_: &'static str, name: &str, observed: Option<&Deploym
             message: format!("Deployment {name} does not exist yet"),
         };
     };
-    let status = d.status.as_ref();
-    let available = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Available"))
-        .is_some_and(|c| c.status == "True");
-    let ready = status.and_then(|s| s.ready_replicas).unwrap_or(0);
+    let available = is_available(d);
+    let ready = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
     let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     if available {
         Verdict {
@@ -57,7 +75,10 @@ fn deployment_verdict(type_: &'static str, name: &str, observed: Option<&Deploym
             type_,
             ok: false,
             reason: "Unavailable".into(),
-            message: format!("{ready}/{wanted} replicas ready"),
+            message: match pod_reason {
+                Some(why) => format!("{ready}/{wanted} replicas ready; {why}"),
+                None => format!("{ready}/{wanted} replicas ready"),
+            },
         }
     }
 }
@@ -75,6 +96,7 @@ pub fn compute(
         )
     };
     let get = |part: Part| observed.deployments.get(&name(part));
+    let why = |part: Part| observed.pod_reasons.get(&name(part));
     let mut verdicts = vec![Verdict {
         type_: "SecretReady",
         ok: observed.jwt_secret_present,
@@ -92,9 +114,12 @@ pub fn compute(
         .into(),
     }];
     verdicts.push(match stack.spec.redis.mode {
-        RedisMode::Managed => {
-            deployment_verdict("RedisReady", &name(Part::Redis), get(Part::Redis))
-        }
+        RedisMode::Managed => deployment_verdict(
+            "RedisReady",
+            &name(Part::Redis),
+            get(Part::Redis),
+            why(Part::Redis),
+        ),
         RedisMode::External => Verdict {
             type_: "RedisReady",
             ok: true,
@@ -106,11 +131,13 @@ pub fn compute(
         "ChatReady",
         &name(Part::Chat),
         get(Part::Chat),
+        why(Part::Chat),
     ));
     verdicts.push(deployment_verdict(
         "VoiceReady",
         &name(Part::Voice),
         get(Part::Voice),
+        why(Part::Voice),
     ));
     let failing: Vec<&str> = verdicts.iter().filter(|v| !v.ok).map(|v| v.type_).collect();
     let all = Verdict {
@@ -211,12 +238,15 @@ mod tests {
         s
     }
 
+    static NO_REASONS: BTreeMap<String, String> = BTreeMap::new();
+
     fn observed(deployments: &BTreeMap<String, Deployment>) -> Observed<'_> {
         Observed {
             deployments,
             jwt_secret_present: true,
             profile: Resolved::Cpu,
             profile_reason: "Auto: no GPU".into(),
+            pod_reasons: &NO_REASONS,
         }
     }
 
@@ -279,6 +309,34 @@ mod tests {
             condition(&changed, "VoiceReady").last_transition_time,
             time(100)
         );
+    }
+
+    #[test]
+    fn an_unavailable_part_says_why_its_pods_are_not_ready() {
+        let d = BTreeMap::from([
+            ("demo-chat".to_owned(), deployment(true)),
+            ("demo-voice".to_owned(), deployment(false)),
+            ("demo-redis".to_owned(), deployment(true)),
+        ]);
+        let reasons = BTreeMap::from([(
+            "demo-voice".to_owned(),
+            "pod demo-voice-1: /readyz answers 503: no speech-to-text engine loaded".to_owned(),
+        )]);
+        let o = Observed {
+            pod_reasons: &reasons,
+            ..observed(&d)
+        };
+        let s = compute(&stack(), &o, &time(1));
+        let voice = condition(&s, "VoiceReady");
+        assert_eq!(voice.status, "False");
+        assert!(
+            voice.message.ends_with(
+                "; pod demo-voice-1: /readyz answers 503: no speech-to-text engine loaded"
+            ),
+            "{}",
+            voice.message
+        );
+        assert!(!condition(&s, "ChatReady").message.contains("pod"));
     }
 
     #[test]

@@ -119,4 +119,25 @@ impl Engines {
         });
         tts.chain(stt).collect()
     }
+
+    /// Why the service cannot take traffic: a kind of engine that was
+    /// asked for (`VOICE_TTS_ENGINES`, `VOICE_STT_ENGINES`) of which none
+    /// loaded, e.g. every model file missing. `None` when each kind that
+    /// was asked for has at least one healthy engine; a degraded set (Piper
+    /// gone, espeak-ng left) is still ready and says so in `/health`.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let statuses = self.status();
+        let mut reasons = Vec::new();
+        for (kind, label) in [("tts", "text-to-speech"), ("stt", "speech-to-text")] {
+            let of_kind: Vec<&EngineStatus> = statuses.iter().filter(|s| s.kind == kind).collect();
+            if !of_kind.is_empty() && !of_kind.iter().any(|s| s.healthy) {
+                let why: Vec<String> = of_kind
+                    .iter()
+                    .map(|s| format!("{}: {}", s.name, s.error.as_deref().unwrap_or("not loaded")))
+                    .collect();
+                reasons.push(format!("no {label} engine loaded ({})", why.join("; ")));
+            }
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
 }

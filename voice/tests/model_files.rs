@@ -159,3 +159,26 @@ async fn corrupt_model_files_are_reported_by_name_and_fallen_back_from() {
     assert_eq!(r.headers()["x-voice-engine"], "espeak-ng");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An empty models volume (a PVC nobody filled): speech-to-text has no
+/// engine at all, so the pod must not take traffic, and `/readyz` says
+/// which files it looked for. Text-to-speech alone would still work
+/// (espeak-ng needs no model), which is not enough to be ready.
+#[tokio::test]
+async fn no_speech_to_text_model_at_all_is_not_ready_and_says_why() {
+    let dir = temp_dir("no-models");
+    let mut cfg = config(None, dir.join("piper"), dir.join("vosk"));
+    cfg.whisper_model = dir.join("whisper/ggml-tiny.en.bin");
+    let s = Service::start(cfg, None);
+    let r = client().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("no speech-to-text engine loaded"), "{body}");
+    assert!(
+        body.contains("whisper") && body.contains("ggml-tiny.en.bin"),
+        "{body}"
+    );
+    assert!(body.contains("vosk"), "{body}");
+    assert!(!body.contains("text-to-speech"), "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

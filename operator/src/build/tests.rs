@@ -58,6 +58,23 @@ fn an_empty_spec_builds_the_whole_cpu_stack() {
         .map(|d| d.metadata.name.clone().unwrap())
         .collect();
     assert_eq!(names, ["demo-chat", "demo-voice", "demo-redis"]);
+    let strategy = |i: usize| {
+        c.deployments[i]
+            .spec
+            .as_ref()
+            .unwrap()
+            .strategy
+            .as_ref()
+            .unwrap()
+            .type_
+            .clone()
+    };
+    assert_eq!(strategy(0).as_deref(), Some("RollingUpdate"));
+    assert_eq!(
+        strategy(2).as_deref(),
+        Some("Recreate"),
+        "two Redis pods must never share one data folder"
+    );
     let services: Vec<_> = c
         .services
         .iter()

@@ -499,7 +499,7 @@ pub fn redis(stack: &VoiceChatStack, settings: &OperatorSettings) -> Deployment 
         security_context: Some(container_security()),
         ..Default::default()
     };
-    deployment(
+    let mut redis = deployment(
         stack,
         Part::Redis,
         1,
@@ -512,7 +512,15 @@ pub fn redis(stack: &VoiceChatStack, settings: &OperatorSettings) -> Deployment 
             security_context: Some(pod_security(999)),
             ..Default::default()
         },
-    )
+    );
+    // One Redis at a time on its data: a surge pod would open the same AOF.
+    if let Some(spec) = redis.spec.as_mut() {
+        spec.strategy = Some(DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        });
+    }
+    redis
 }
 
 pub fn redis_pvc(stack: &VoiceChatStack) -> Option<PersistentVolumeClaim> {

@@ -15,12 +15,16 @@ pub async fn livez() -> &'static str {
     "ok"
 }
 
-/// 503 until the models are loaded; a Redis outage never fails readiness.
+/// 503 until the models are loaded, and while a kind of engine that was
+/// asked for has none loaded (the body says which files are missing); a
+/// Redis outage never fails readiness.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.engines.get().is_some() {
-        "ok".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "loading models").into_response()
+    match state.engines.get() {
+        None => (StatusCode::SERVICE_UNAVAILABLE, "loading models").into_response(),
+        Some(engines) => match engines.not_ready_reason() {
+            None => "ok".into_response(),
+            Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        },
     }
 }
 

@@ -1,0 +1,119 @@
+"""Clients of the stack as an application developer writes them: an HS256
+token, the chat WebSocket (the `websockets` package), REST over plain HTTP
+(a new connection per request, as a load balancer's client sees it), and
+speech through the official `openai` client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+
+def mint_token(secret: bytes, user: str, ttl: int = 3600) -> str:
+    def b64(raw: bytes) -> bytes:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": user, "exp": int(time.time()) + ttl}).encode())
+    sig = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+    return (head + b"." + body + b"." + sig).decode()
+
+
+def http_get(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def http_json(url: str, token: str | None = None, timeout: float = 10) -> dict:
+    status, body = http_get(url, token, timeout)
+    assert status == 200, f"GET {url}: HTTP {status} {body[:300]!r}"
+    return json.loads(body)
+
+
+@dataclass
+class Answer:
+    session_id: str
+    user_message_id: str
+    persisted: bool
+    content: str
+    events: list[dict] = field(default_factory=list)
+
+
+class ChatSocket:
+    """One /ws/chat connection: the session and history events on connect,
+    then one answer per `ask`."""
+
+    def __init__(self, base_url: str, token: str, session_id: str | None = None, timeout: float = 120):
+        url = base_url.replace("http://", "ws://") + f"/ws/chat?token={token}"
+        if session_id:
+            url += f"&session_id={session_id}"
+        self.timeout = timeout
+        self.ws = connect(url, open_timeout=20, close_timeout=5)
+        first = self.recv()
+        assert first["type"] == "session", f"first event: {first}"
+        self.session_id = first["session_id"]
+
+    def recv(self) -> dict:
+        return json.loads(self.ws.recv(timeout=self.timeout))
+
+    def ask(self, content: str) -> Answer:
+        self.ws.send(json.dumps({"type": "message", "content": content}))
+        events = []
+        ack = None
+        while True:
+            event = self.recv()
+            events.append(event)
+            kind = event["type"]
+            if kind == "ack":
+                ack = event
+            elif kind == "done":
+                assert ack is not None, f"done before ack: {events}"
+                return Answer(self.session_id, ack["message_id"], ack["persisted"] and event["persisted"],
+                              event["content"], events)
+            elif kind == "error":
+                raise AssertionError(f"chat error: {event}")
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def wait_closed(self, seconds: float) -> int | None:
+        """Reads until the server closes; the close code."""
+        deadline = time.monotonic() + seconds
+        try:
+            while time.monotonic() < deadline:
+                self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        except ConnectionClosed as e:
+            return e.rcvd.code if e.rcvd else None
+        except TimeoutError:
+            return None
+        return None
+
+
+def openai_client(voice_url: str, token: str, retries: int = 2):
+    import openai
+
+    return openai.OpenAI(base_url=f"{voice_url}/v1", api_key=token, max_retries=retries, timeout=120)
+
+
+def speak(client, text: str) -> bytes:
+    """OpenAI's speech endpoint, as WAV."""
+    response = client.audio.speech.create(model="tts-1", voice="alloy", input=text, response_format="wav")
+    return response.read()
+
+
+def transcribe(client, wav: bytes) -> str:
+    result = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", wav, "audio/wav"))
+    return result.text

@@ -1,0 +1,330 @@
+"""The whole system as pods: the operator installed with Helm, a stack it
+made Ready through the kubelet's probes, traffic through the Services, and
+faults while clients run. The tests run in this order and share the stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe
+from kube import (
+    OPERATOR_NAMESPACE,
+    OPERATOR_RELEASE,
+    STACK,
+    STACK_NAMESPACE,
+    condition,
+    is_ready,
+    kubectl,
+    kubectl_json,
+    operator_writes_since,
+    owned_resource_versions,
+    part_selector,
+    pods,
+    wait_until,
+)
+
+SPOKEN = "Please call me back when you get home."
+
+
+def words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+
+
+def ready_pod(part: str) -> dict:
+    return wait_until(f"a Ready {part} pod", 180,
+                      lambda: next((p for p in pods(STACK_NAMESPACE, part_selector(part)) if is_ready(p)), None))
+
+
+# ---- install -------------------------------------------------------------------
+
+
+def test_operator_runs_as_a_pod_under_the_charts_rbac(operator):
+    assert is_ready(operator), "the operator pod is not Ready"
+    spec = operator["spec"]
+    assert spec["serviceAccountName"] == OPERATOR_RELEASE
+    assert spec["containers"][0]["image"].startswith("ghcr.io/voicechatstack/operator:")
+    assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    sa = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_RELEASE}"
+    can = lambda *a: kubectl("auth", "can-i", "--as", sa, *a, check=False).strip()  # noqa: E731
+    assert can("create", "deployments.apps", "-n", "default") == "yes"
+    assert can("patch", "voicechatstacks.voicechat.dev/status", "-n", "default") == "yes"
+    assert can("delete", "nodes") == "no"
+    assert can("create", "pods/exec", "-n", "default") == "no"
+    statuses = operator["status"]["containerStatuses"]
+    assert all(s["restartCount"] == 0 for s in statuses), statuses
+
+
+def test_spec_stack_becomes_ready_through_the_kubelets_probes(stack):
+    assert condition(stack, "Ready")["status"] == "True", stack["status"]
+    assert stack["status"]["sttProfile"] == "CPU"
+    ns = kubectl_json("get", "namespace", STACK_NAMESPACE)
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for part in ("chat", "voice", "redis", "ollama"):
+        found = pods(STACK_NAMESPACE, part_selector(part))
+        assert found, f"no {part} pod"
+        for pod in found:
+            assert is_ready(pod), f"{pod['metadata']['name']} not Ready"
+            status = pod["status"]["containerStatuses"][0]
+            # Ready because the kubelet ran the probes: the container started
+            # and was marked ready by it, and the pod runs as the restricted
+            # policy demands.
+            assert status["ready"] and status["started"] and "running" in status["state"]
+            container = pod["spec"]["containers"][0]
+            assert container["readinessProbe"], f"{part} has no readiness probe"
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    redis_claims = [v for v in pods(STACK_NAMESPACE, part_selector("redis"))[0]["spec"]["volumes"]
+                    if "persistentVolumeClaim" in v]
+    assert redis_claims, "the managed Redis keeps its data on no PVC"
+    pvc = kubectl_json("-n", STACK_NAMESPACE, "get", "pvc", redis_claims[0]["persistentVolumeClaim"]["claimName"])
+    assert pvc["status"]["phase"] == "Bound", pvc["status"]
+
+
+# ---- traffic through the Services ------------------------------------------------
+
+
+def test_websocket_chat_is_answered_by_the_llm_and_kept_in_history(endpoints, token):
+    jwt = token("e2e-chat")
+    chat = ChatSocket(endpoints["chat"], jwt)
+    try:
+        answer = chat.ask("What is the capital of France?")
+    finally:
+        chat.close()
+    assert answer.content.strip(), "the LLM gave an empty answer"
+    assert any(e["type"] == "token" for e in answer.events), "the answer was not streamed"
+    assert answer.persisted
+    history = http_json(f"{endpoints['chat']}/api/v1/sessions/{answer.session_id}/messages", jwt)
+    contents = [m["content"] for m in history["messages"]]
+    assert "What is the capital of France?" in contents
+    assert answer.content in contents
+    sessions = http_json(f"{endpoints['chat']}/api/v1/sessions", jwt)["sessions"]
+    assert answer.session_id in [s["session_id"] for s in sessions]
+    # Another user cannot read it.
+    status, _ = http_get(f"{endpoints['chat']}/api/v1/sessions/{answer.session_id}/messages", token("intruder"))
+    assert status in (403, 404)
+
+
+def test_speech_round_trip_with_the_official_openai_client(endpoints, token):
+    client = openai_client(endpoints["voice"], token("e2e-voice"))
+    wav = speak(client, SPOKEN)
+    assert wav[:4] == b"RIFF" and len(wav) > 20_000
+    heard = words(transcribe(client, wav))
+    expected = words(SPOKEN)
+    missing = [w for w in expected if w not in heard]
+    assert len(missing) <= 2, f"heard {heard}, expected {expected}"
+
+
+def test_metrics_of_each_part_are_scraped(endpoints, operator):
+    for part in ("chat", "voice"):
+        status, body = http_get(f"{endpoints[part]}/metrics")
+        assert status == 200
+        assert b"# TYPE" in body and b"http_requests_total" in body, body[:500]
+    # The operator's metrics through the API server's pod proxy.
+    name = operator["metadata"]["name"]
+    body = kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:8080/proxy/metrics")
+    assert "# TYPE" in body and "reconcile" in body, body[:500]
+
+
+@pytest.mark.skipif(os.environ.get("VCS_NODE_IS_HOST") != "1",
+                    reason="the node is not this machine (VCS_NODE_IS_HOST=1 on e2e/cluster)")
+def test_a_pod_reaches_a_server_on_the_host_through_the_node_ip(node_ip):
+    server = socket.create_server((node_ip, 0))
+    port = server.getsockname()[1]
+    got = []
+
+    def serve_once():
+        server.settimeout(90)
+        conn, _ = server.accept()
+        got.append(conn.recv(100))
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nfrom the host")
+        conn.close()
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    image = pods(STACK_NAMESPACE, part_selector("chat"))[0]["spec"]["containers"][0]["image"]
+    overrides = ('{"spec": {"securityContext": {"runAsNonRoot": true, "runAsUser": 65532, '
+                 '"seccompProfile": {"type": "RuntimeDefault"}}, "containers": [{"name": "probe", '
+                 f'"image": "{image}", "command": ["/bin/bash", "-c", '
+                 f'"exec 3<>/dev/tcp/{node_ip}/{port}; printf \'GET / HTTP/1.0\\\\r\\\\n\\\\r\\\\n\' >&3; cat <&3"], '
+                 '"securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}')
+    out = kubectl("-n", STACK_NAMESPACE, "run", "host-probe", "--rm", "-i", "--restart=Never", f"--image={image}",
+                  f"--overrides={overrides}", "--pod-running-timeout=60s", timeout=120)
+    thread.join(5)
+    server.close()
+    assert "from the host" in out, out
+    assert got and got[0].startswith(b"GET /")
+
+
+# ---- faults, each with a client running ------------------------------------------
+
+
+def test_voice_pod_deleted_mid_request_the_retry_succeeds_and_the_deployment_restores_it(endpoints, token):
+    old = ready_pod("voice")["metadata"]["name"]
+    client = openai_client(endpoints["voice"], token("e2e-fault-voice"))
+    wav = speak(client, SPOKEN)
+    results: list[str] = []
+    errors: list[str] = []
+
+    def transcribe_with_retry():
+        # A client's retry loop: any failure (reset, 503, refused) is retried
+        # until a deadline that covers a new pod loading its models.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                results.append(transcribe(client, wav))
+                return
+            except Exception as e:  # noqa: BLE001 - counted, then retried
+                errors.append(type(e).__name__)
+                time.sleep(1)
+
+    thread = threading.Thread(target=transcribe_with_retry)
+    thread.start()
+    time.sleep(0.3)
+    kubectl("-n", STACK_NAMESPACE, "delete", "pod", old, "--wait=false")
+    thread.join(200)
+    assert results, f"no transcript after retries ({errors})"
+    assert len([w for w in words(SPOKEN) if w not in words(results[0])]) <= 2, results[0]
+    new = ready_pod("voice")["metadata"]["name"]
+    assert new != old
+    # Whether the first try failed depends on timing; a second request is
+    # answered by the new pod.
+    assert words(transcribe(client, wav))
+
+
+def test_spec_change_rolls_chat_and_voice_with_no_failed_rest_request(endpoints, token):
+    jwt = token("e2e-roll")
+    before = {p: {x["metadata"]["name"] for x in pods(STACK_NAMESPACE, part_selector(p))} for p in ("chat", "voice")}
+    stop = threading.Event()
+    counts = {"ok": 0}
+    failures: list[str] = []
+
+    def rest_load(url: str):
+        while not stop.is_set():
+            try:
+                status, body = http_get(url, jwt, timeout=10)
+                if status == 200:
+                    counts["ok"] += 1
+                else:
+                    failures.append(f"{url}: HTTP {status} {body[:100]!r}")
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                failures.append(f"{url}: {e}")
+            time.sleep(0.05)
+
+    closes: list[int | None] = []
+    reconnected: list[str] = []
+
+    def websocket_client():
+        chat = ChatSocket(endpoints["chat"], jwt)
+        closes.append(chat.wait_closed(300))
+        again = wait_until("a WebSocket reconnect", 60, lambda: ChatSocket(endpoints["chat"], jwt, chat.session_id))
+        reconnected.append(again.session_id)
+        again.close()
+
+    threads = [threading.Thread(target=rest_load, args=(f"{endpoints['chat']}/api/v1/sessions",)),
+               threading.Thread(target=rest_load, args=(f"{endpoints['voice']}/api/v1/voices",)),
+               threading.Thread(target=websocket_client), threading.Thread(target=websocket_client)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    patch = ('{"spec": {"chat": {"extraEnv": [{"name": "E2E_ROLL", "value": "1"}]}, '
+             '"voice": {"extraEnv": [{"name": "E2E_ROLL", "value": "1"}]}}}')
+    kubectl("-n", STACK_NAMESPACE, "patch", "vcs", STACK, "--type=merge", "-p", patch)
+    try:
+        for part in ("chat", "voice"):
+            kubectl("-n", STACK_NAMESPACE, "rollout", "status", f"deploy/{STACK}-{part}", "--timeout=300s",
+                    timeout=320)
+        # Old pods stop after their preStop pause and drain.
+        wait_until("old pods gone", 120, lambda: all(
+            not (before[p] & {x["metadata"]["name"] for x in pods(STACK_NAMESPACE, part_selector(p))})
+            for p in before))
+        time.sleep(2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    assert not failures, f"{len(failures)} failed REST requests of {counts['ok'] + len(failures)}: {failures[:5]}"
+    assert counts["ok"] > 50, counts
+    assert closes == [1001, 1001], f"WebSocket close codes: {closes}"
+    assert len(reconnected) == 2
+
+
+def test_redis_pod_deleted_chat_degrades_then_heals_and_keeps_every_persisted_message(endpoints, token):
+    jwt = token("e2e-redis")
+    chat = ChatSocket(endpoints["chat"], jwt)
+    try:
+        answers = [chat.ask(f"Count to {n}.") for n in (2, 3)]
+    finally:
+        chat.close()
+    assert all(a.persisted for a in answers)
+    session = answers[0].session_id
+    old = ready_pod("redis")["metadata"]["name"]
+    kubectl("-n", STACK_NAMESPACE, "delete", "pod", old, "--wait=false")
+
+    def redis_state() -> str:
+        return http_json(f"{endpoints['chat']}/health")["dependencies"]["redis"]["status"]
+
+    wait_until("chat to report Redis disconnected", 60, lambda: redis_state() == "disconnected", every=0.3)
+    wait_until("a new Redis pod", 180,
+               lambda: any(is_ready(p) and p["metadata"]["name"] != old
+                           for p in pods(STACK_NAMESPACE, part_selector("redis"))))
+    wait_until("chat to report Redis connected", 120, lambda: redis_state() == "connected")
+    assert http_json(f"{endpoints['chat']}/health")["status"] == "healthy"
+    stored = [m["content"] for m in
+              http_json(f"{endpoints['chat']}/api/v1/sessions/{session}/messages", jwt)["messages"]]
+    for answer in answers:
+        assert answer.content in stored, f"an acknowledged answer is gone: {answer.content!r} not in {stored}"
+    for n in (2, 3):
+        assert f"Count to {n}." in stored
+
+
+def test_operator_pod_deleted_the_new_one_converges_and_writes_nothing(operator):
+    snapshot = owned_resource_versions()
+    old = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=voicechat-operator")
+    old_name = old["items"][0]["metadata"]["name"]
+    kubectl("-n", OPERATOR_NAMESPACE, "delete", "pod", old_name, "--wait=true", timeout=120)
+    new = wait_until("a new Ready operator pod", 120, lambda: next(
+        (p for p in kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods",
+                                 "-l", "app.kubernetes.io/name=voicechat-operator")["items"]
+         if is_ready(p) and p["metadata"]["name"] != old_name), None))
+    # Let it list, watch and reconcile every stack.
+    time.sleep(15)
+    logs = kubectl("-n", OPERATOR_NAMESPACE, "logs", new["metadata"]["name"])
+    assert STACK in logs or "reconcil" in logs, logs[-2000:]
+    moved = operator_writes_since(snapshot)
+    assert not moved, f"the new operator wrote to a steady stack: {moved}"
+    stack = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", STACK)
+    assert condition(stack, "Ready")["status"] == "True"
+
+
+def test_a_voice_pod_that_cannot_load_its_models_stays_unready_and_the_status_says_why(stack):
+    name = "nomodels"
+    kubectl("apply", "-f", "-", input=f"""
+apiVersion: voicechat.dev/v1alpha1
+kind: VoiceChatStack
+metadata: {{name: {name}, namespace: {STACK_NAMESPACE}}}
+spec:
+  chat: {{replicas: 0}}
+  voice: {{modelsPvc: voice-models, whisperModel: ggml-missing.bin, engines: {{stt: [whisper]}}}}
+""")
+    try:
+        def voice_condition():
+            found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+            c = condition(found, "VoiceReady")
+            return c if c and "no speech-to-text engine loaded" in c.get("message", "") else None
+
+        c = wait_until("VoiceReady to say why", 240, voice_condition, every=2)
+        assert c["status"] == "False"
+        assert "ggml-missing.bin" in c["message"], c["message"]
+        found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+        assert condition(found, "Ready")["status"] == "False"
+        voice = pods(STACK_NAMESPACE, part_selector("voice", name))
+        assert voice and not any(is_ready(p) for p in voice)
+        status = voice[0]["status"]["containerStatuses"][0]
+        # Alive (liveness passes), so not restarted: only kept out of the Service.
+        assert "running" in status["state"] and status["restartCount"] == 0, status
+    finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)

@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Brings up a single-node Kubernetes cluster that runs pods, on this
+# machine, offline, and loads the project's images into it:
+#
+#   eval "$(e2e/cluster/up.sh)"    # sets KUBECONFIG and a PATH with kubectl, helm
+#   e2e/cluster/down.sh            # removes everything it made
+#
+# Control plane: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler. Node: containerd, runc and the CNI plugins from Debian,
+# kubelet and kube-proxy (iptables mode), CoreDNS as a Deployment, a default
+# StorageClass backed by host folders. Kubernetes binaries and helm come
+# from e2e/build-k8s.sh, CoreDNS, crictl and pause from build-tools.sh, the
+# images from images.sh: all cached under ~/.cache keyed by version.
+#
+# Idempotent: a cluster that is up and healthy is left as it is; a broken
+# or half-made one (a killed run) is torn down first. State lives under
+# $CLUSTER_DIR (default /var/lib/voicechat-cluster). Needs root.
+#
+# The node's address is $NODE_IP on the bridge $BRIDGE: the API server,
+# kubelet and kube-proxy's NodePorts listen there, so pods reach the API
+# server (the operator runs as a pod) and a server on the host bound there.
+# Three things this machine needs that a usual node does not (see
+# ../shared/ENVIRONMENT.md): the kubelet accepts cgroup v1; containerd does
+# not ask for negative OOM scores (no CAP_SYS_RESOURCE); the API server
+# dials the kubelet by IP.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib.sh"
+cd "$here/../.."
+[ "$(id -u)" = 0 ] || { echo "up.sh needs root (containerd, kubelet, iptables)" >&2; exit 1; }
+
+print_env() {
+  echo "export KUBECONFIG='$KUBECONFIG_FILE'"
+  echo "export PATH='$KUBE_BIN:$(dirname "$HELM_BIN"):$TOOLS_BIN:'\"\$PATH\""
+}
+
+healthy() {
+  running apiserver && running kubelet && running kube-proxy && running containerd &&
+    kc get --raw=/readyz --request-timeout=5s >/dev/null 2>&1 &&
+    [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+
+# ---- what the node needs from Debian ----------------------------------------
+need=()
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v ebtables >/dev/null || need+=(ebtables)
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# ---- binaries and images (cached) -------------------------------------------
+log "Kubernetes binaries and helm (e2e/build-k8s.sh)"
+k8s_env="$(./e2e/build-k8s.sh)"
+eval "$k8s_env"
+"$here/build-tools.sh"
+log "images (e2e/cluster/images.sh)"
+"$here/images.sh"
+
+if healthy; then
+  "$here/addons.sh"
+  log "cluster already up"
+  print_env
+  exit 0
+fi
+if [ -d "$RUN" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+  log "a cluster is half up: tearing it down first"
+  "$here/down.sh"
+fi
+
+# ---- certificates and kubeconfig ----------------------------------------------
+mkdir -p "$RUN/pki" "$RUN/pids"
+pki="$RUN/pki"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
+openssl req -x509 -nodes -days 7 "${ec[@]}" -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj /CN=voicechat-e2e-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -new -nodes "${ec[@]}" -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" -subj /CN=kube-apiserver 2>/dev/null
+printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment extendedKeyUsage=serverAuth \
+  "subjectAltName=IP:$NODE_IP,IP:127.0.0.1,IP:${SERVICE_CIDR%.0.0/16}.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+  >"$pki/apiserver.ext"
+openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 7 \
+  -out "$pki/apiserver.crt" -extfile "$pki/apiserver.ext" 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$pki/sa.key" 2>/dev/null
+openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+admin_token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+echo "$admin_token,admin,admin,\"system:masters\"" >"$pki/tokens.csv"
+chmod 600 "$pki"/*.key "$pki/tokens.csv"
+cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: voicechat-e2e, cluster: {server: "https://$NODE_IP:$APISERVER_PORT", certificate-authority: $pki/ca.crt}}]
+users: [{name: admin, user: {token: $admin_token}}]
+contexts: [{name: voicechat-e2e, context: {cluster: voicechat-e2e, user: admin, namespace: default}}]
+current-context: voicechat-e2e
+EOF
+chmod 600 "$KUBECONFIG_FILE"
+
+# ---- the bridge -----------------------------------------------------------------
+sysctl -n net.ipv4.ip_forward >"$CLUSTER_DIR/ip_forward.before"
+ip link add "$BRIDGE" type bridge
+ip addr add "$NODE_IP/24" dev "$BRIDGE"
+ip link set "$BRIDGE" up
+sysctl -qw net.ipv4.ip_forward=1
+
+# ---- control plane --------------------------------------------------------------
+printf 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n    verbs: [create, update, patch, delete, deletecollection]\n  - level: None\n' \
+  >"$RUN/audit-policy.yaml"
+start etcd etcd --name=voicechat-e2e --data-dir="$RUN/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" --initial-advertise-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
+  --initial-cluster="voicechat-e2e=http://127.0.0.1:$((ETCD_PORT + 1))" --unsafe-no-fsync --log-level=warn
+WAIT_LOG=etcd wait_for etcd 30 sh -c "curl -sf http://127.0.0.1:$ETCD_PORT/health | grep -q '\"health\":\"true\"'"
+start apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$APISERVER_PORT" \
+  --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+  --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" --authorization-mode=Node,RBAC \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+  --service-cluster-ip-range="$SERVICE_CIDR" --service-node-port-range=30000-32767 \
+  --audit-policy-file="$RUN/audit-policy.yaml" --audit-log-path="$RUN/audit.log" --audit-log-mode=blocking \
+  --profiling=false --kubelet-preferred-address-types=InternalIP
+WAIT_LOG=apiserver wait_for kube-apiserver 90 kc get --raw=/readyz --request-timeout=5s
+start controller-manager kube-controller-manager --kubeconfig="$KUBECONFIG_FILE" \
+  --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+  --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false --use-service-account-credentials=false \
+  --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
+  --cluster-cidr="$POD_CIDR" --service-cluster-ip-range="$SERVICE_CIDR"
+start scheduler kube-scheduler --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
+  --authorization-kubeconfig="$KUBECONFIG_FILE" --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false
+
+# ---- the node: containerd, images, kubelet, kube-proxy --------------------------
+mkdir -p "$RUN/cni/net.d" "$RUN/kubelet"
+cat >"$RUN/cni/net.d/10-voicechat.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "voicechat",
+  "plugins": [{
+    "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    "ipam": {"type": "host-local", "dataDir": "$RUN/cni/ipam",
+             "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_IP"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+  }]
+}
+EOF
+cat >"$RUN/containerd.toml" <<EOF
+version = 2
+root = "$RUN/containerd/root"
+state = "$RUN/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "$PAUSE_IMAGE"
+  tolerate_missing_hugepages_controller = true
+  # No CAP_SYS_RESOURCE on these machines: a negative oom_score_adj is EPERM
+  # and runc fails with "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$RUN/cni/net.d"
+EOF
+start containerd containerd --config "$RUN/containerd.toml"
+WAIT_LOG=containerd wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
+t0=$(date +%s)
+ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$IMAGES_TAR" >/dev/null
+log "images imported in $(($(date +%s) - t0)) s"
+
+cat >"$RUN/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+failCgroupV1: false          # this VM is cgroup v1; 1.35+ refuses it by default
+cgroupDriver: cgroupfs       # no systemd here; containerd has SystemdCgroup = false
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+clusterDomain: cluster.local
+clusterDNS: [$DNS_IP]
+resolvConf: ""               # keep the host's resolver out of pods
+failSwapOn: false
+maxPods: 40
+serializeImagePulls: false
+# The disk is shared with the build: evict only when it is really full.
+evictionHard: {memory.available: "200Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+EOF
+start kubelet kubelet --config="$RUN/kubelet.yaml" --kubeconfig="$KUBECONFIG_FILE" --root-dir="$RUN/kubelet" \
+  --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+cat >"$RUN/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $KUBECONFIG_FILE}
+mode: iptables
+hostnameOverride: $NODE_NAME
+clusterCIDR: $POD_CIDR
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+nodePortAddresses: ["$NODE_IP/32"]
+# Pod to ClusterIP to a pod on the same bridge: without br_netfilter the
+# reply would skip the host's conntrack; masquerading sends it back through.
+iptables: {localhostNodePorts: false, masqueradeAll: true}   # no route_localnet=1
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}  # leave host sysctls alone
+EOF
+start kube-proxy kube-proxy --config="$RUN/kube-proxy.yaml"
+WAIT_LOG=kubelet wait_for "node $NODE_NAME Ready" 120 sh -c \
+  "kubectl --kubeconfig='$KUBECONFIG_FILE' get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+WAIT_LOG=kube-proxy wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healthz
+
+# ---- cluster add-ons: DNS, storage ------------------------------------------------
+mkdir -p "$CLUSTER_DIR/volumes"
+"$here/addons.sh"
+WAIT_LOG=kubelet wait_for "CoreDNS Ready" 120 kc -n kube-system wait --for=condition=Available deploy/coredns --timeout=2s
+log "cluster up"
+print_env
