@@ -34,7 +34,7 @@ kind: ConfigMap
 metadata: {name: coredns, namespace: kube-system}
 data:
   Corefile: |
-    .:53 {
+    .:1053 {
         errors
         health :8080
         ready :8181
@@ -63,7 +63,7 @@ spec:
         - name: coredns
           image: $COREDNS_IMAGE
           imagePullPolicy: Never
-          args: ["-conf", "/etc/coredns/Corefile", "-dns.port", "1053"]
+          args: ["-conf", "/etc/coredns/Corefile"]
           ports: [{name: dns, containerPort: 1053, protocol: UDP}, {name: dns-tcp, containerPort: 1053, protocol: TCP}]
           volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
           livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}

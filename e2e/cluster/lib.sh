@@ -45,7 +45,7 @@ IMAGES_TAR="$CACHE/cluster-images/images.tar"
 
 export PATH="$TOOLS_BIN:$KUBE_BIN:$PATH"
 
-t_start="${t_start:-$(date +%s)}"
+export t_start="${t_start:-$(date +%s)}"
 log() { echo "[$(($(date +%s) - t_start))s] $*" >&2; }
 
 kc() { kubectl --kubeconfig="$KUBECONFIG_FILE" "$@"; }
