@@ -11,13 +11,13 @@
 #   - the pause image and CoreDNS, from e2e/cluster/build-tools.sh.
 # Nothing is rebuilt when the binaries and Dockerfiles are unchanged (a
 # digest of them is kept beside the archive). Otherwise it runs a dockerd of
-# its own (socket under $RUN, no bridge, no iptables rules; builds use the
-# host network) and stops it before it returns.
+# its own (socket under $RUN, no bridge, no iptables rules or sysctls;
+# builds use the host network) and stops it before it returns.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib.sh"
 cd "$here/../.."
-mkdir -p "$(dirname "$IMAGES_TAR")" "$RUN"
+mkdir -p "$(dirname "$IMAGES_TAR")"
 started=$(date +%s)
 
 log "release binaries (cargo build --release)"
@@ -46,11 +46,12 @@ fi
 docker="$(command -v /usr/bin/docker || command -v docker)"
 command -v dockerd >/dev/null || { echo "dockerd is missing (apt-get install docker.io)" >&2; exit 1; }
 export DOCKER_HOST="unix://$RUN/docker.sock" DOCKER="$docker" DOCKER_BUILDKIT=1 DOCKER_BUILD_NETWORK=host
+mkdir -p "$RUN"
 stop_dockerd() { stop dockerd 30; }
 trap stop_dockerd EXIT
 start dockerd dockerd --host="$DOCKER_HOST" --data-root="$CACHE/docker-data" \
   --exec-root="$RUN/docker-exec" --pidfile="$RUN/docker.pid" \
-  --bridge=none --iptables=false --ip6tables=false --ip-masq=false
+  --bridge=none --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false
 WAIT_LOG=dockerd wait_for dockerd 60 "$docker" version
 
 runtime="$(./e2e/images/make-base-image.sh)"
