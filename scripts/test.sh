@@ -114,7 +114,7 @@ phase "done"
 # One closing line for the whole run: cargo's tests and the cluster's.
 read -r cp cf cs < <(sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped/\1 \2 \3/' <<<"$cargo_counts")
 summary="$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$cluster_log" | tail -n1)"
-count() { grep -Eo "[0-9]+ $1" <<<"$summary" | awk '{n+=$1} END {print n+0}'; }
+count() { { grep -Eo "[0-9]+ $1" <<<"$summary" || true; } | awk '{n+=$1} END {print n+0}'; }
 kp=$(count passed)
 kf=$(($(count failed) + $(count error)))
 ks=$(count skipped)

@@ -334,3 +334,24 @@ spec:
         assert "running" in status["state"] and status["restartCount"] == 0, status
     finally:
         kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def test_no_log_holds_a_secret_or_a_token_and_no_request_was_forbidden(stack, jwt_secret, token):
+    """Over everything the tests did: the pods' logs (chat, voice, Redis,
+    Ollama, the operator) never show the JWT secret or a token, and the
+    operator was never refused by the API server (its RBAC is enough)."""
+    logs = {}
+    for ns in (STACK_NAMESPACE, OPERATOR_NAMESPACE):
+        for name in kubectl("-n", ns, "get", "pods", "-o", "name").split():
+            logs[name] = kubectl("-n", ns, "logs", name, "--all-containers", check=False)
+    assert logs, "no pod logs"
+    secret = jwt_secret.decode()
+    sample_token = token("e2e-chat")
+    header = sample_token.split(".")[0]
+    for name, text in logs.items():
+        assert secret not in text, f"{name} logged the JWT secret"
+        # A token's header is the same for every token of this stack.
+        assert f"{header}." not in text, f"{name} logged a token"
+    operator_log = next(text for name, text in logs.items() if "voicechat-operator" in name)
+    for word in ("forbidden", "Forbidden"):
+        assert word not in operator_log, f"the operator was refused: {operator_log[-2000:]}"
