@@ -60,7 +60,14 @@ start() {
   echo $! >"$RUN/pids/$name"
 }
 
-running() { [ -f "$RUN/pids/$1" ] && kill -0 "$(cat "$RUN/pids/$1")" 2>/dev/null; }
+# Alive, not a zombie: an exited process stays one until init reaps it.
+alive() {
+  local state
+  state="$(ps -o stat= -p "$1" 2>/dev/null)"
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
+
+running() { [ -f "$RUN/pids/$1" ] && alive "$(cat "$RUN/pids/$1")"; }
 
 # wait_for WHAT SECONDS COMMAND...: until COMMAND succeeds; on time-out,
 # print the last lines of the log named in $WAIT_LOG and fail.
@@ -84,13 +91,13 @@ stop() {
   local name="$1" secs="${2:-20}" pid i
   [ -f "$RUN/pids/$name" ] || return 0
   pid="$(cat "$RUN/pids/$name")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 $((secs * 5))); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
+    for i in $(seq 1 $((secs * 10))); do
+      alive "$pid" || break
+      sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if alive "$pid"; then
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
       log "killed $name (no exit within ${secs}s)"
     fi
