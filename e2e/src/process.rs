@@ -1,10 +1,10 @@
 //! A child process that cannot outlive its test: killed on drop, and
-//! (through `PR_SET_PDEATHSIG`) killed by the kernel if the test process
-//! dies without unwinding (a timeout's SIGKILL).
+//! (through `PR_SET_PDEATHSIG`, see `voicechat_testkit::child`) killed by
+//! the kernel if the test process dies without unwinding (a timeout's
+//! SIGKILL).
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,17 +32,7 @@ impl ManagedProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        // SAFETY: prctl is async-signal-safe and touches only this child.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
+        let child = voicechat_testkit::child::spawn_tied_to_process(command)
             .map_err(HarnessError::io(format!("start {name}")))?;
         Ok(Self {
             name: name.to_string(),

@@ -1,6 +1,7 @@
 //! Integration-test harness shared by the services: a real `redis-server`
 //! on a free port, a slow-loris client, and the rule for tests whose real part is missing.
 
+pub mod child;
 pub mod redis_server;
 pub mod slow_client;
 
