@@ -2,9 +2,9 @@
 # Removes everything e2e/cluster/up.sh made, also after a killed run: the
 # pods (and their network namespaces, veths, mounts, cgroups), the shims,
 # every process of the cluster, the bridge, the iptables chains kube-proxy
-# and the kubelet added (KUBE-*; other rules are left alone), the sysctl it
-# changed, and $CLUSTER_DIR. The build caches under ~/.cache stay. Safe to
-# run when nothing is up.
+# and the kubelet added (KUBE-*; other rules are left alone), the sysctls
+# it and the kubelet changed, the global paths they made, and $CLUSTER_DIR.
+# The build caches under ~/.cache stay. Safe to run when nothing is up.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/lib.sh"
@@ -24,9 +24,7 @@ stop containerd
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do
   kill -KILL "$pid" 2>/dev/null && log "killed shim $pid"
 done
-for procs in /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
-  /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs; do
-  [ -f "$procs" ] || continue
+for procs in $(find /sys/fs/cgroup -path "*/$CGROUP_ROOT/*" -name cgroup.procs 2>/dev/null); do
   for pid in $(cat "$procs"); do kill -KILL "$pid" 2>/dev/null; done
 done
 
@@ -62,19 +60,26 @@ if ip link show "$BRIDGE" >/dev/null 2>&1; then
   done
   ip link del "$BRIDGE" && log "bridge $BRIDGE deleted"
 fi
-if [ -f "$CLUSTER_DIR/ip_forward.before" ]; then
-  sysctl -qw "net.ipv4.ip_forward=$(cat "$CLUSTER_DIR/ip_forward.before")"
+# The sysctls as they were before up.sh (ip_forward; the kubelet's own).
+if [ -f "$CLUSTER_DIR/sysctls.before" ]; then
+  while IFS= read -r setting; do sysctl -qw "$setting"; done <"$CLUSTER_DIR/sysctls.before"
 fi
 
-# The kubelet's cgroups (cgroupfs driver), deepest first.
-for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+# The pods' cgroups (the kubelet's cgroupRoot), deepest first.
+for root in /sys/fs/cgroup/*/"$CGROUP_ROOT" /sys/fs/cgroup/"$CGROUP_ROOT"; do
   [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null
 done
 
-# Global paths the kubelet, CNI and runc write whatever their root folder.
-rm -rf /var/log/pods /var/log/containers /var/lib/cni /run/containerd/runc/k8s.io
-# The shims' sockets, unless another containerd still runs here.
-pgrep -x containerd >/dev/null || rm -rf /run/containerd/s
-rmdir /run/containerd/runc /run/containerd 2>/dev/null
-rm -rf "$CLUSTER_DIR"
+# The global paths that did not exist before up.sh.
+if [ -f "$CLUSTER_DIR/global-paths.made" ]; then
+  while IFS= read -r path; do
+    case " $GLOBAL_PATHS " in *" $path "*) rm -rf "$path" ;; esac
+  done <"$CLUSTER_DIR/global-paths.made"
+fi
+# Only a folder up.sh or images.sh made (it holds their marker).
+if [ -f "$CLUSTER_MARKER" ]; then
+  rm -rf "$CLUSTER_DIR"
+elif [ -e "$CLUSTER_DIR" ]; then
+  log "$CLUSTER_DIR has no $(basename "$CLUSTER_MARKER"): left as it is"
+fi
 log "cluster down in $(($(date +%s) - started)) s"

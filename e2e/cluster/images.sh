@@ -32,6 +32,7 @@ eval "$llm_env"
 key="$(
   {
     sha256sum "$CARGO_TARGET_DIR"/release/voicechat-{chat,voice,operator} "$OLLAMA_BIN" \
+      "$native"/libonnxruntime.so* "$native/libvosk.so" \
       "$TOOLS_BIN/pause" "$TOOLS_BIN/coredns" docker/*.Dockerfile e2e/cluster/images/*.Dockerfile \
       e2e/images/build-images.sh e2e/images/make-base-image.sh | awk '{print $1}'
     echo "$CHAT_IMAGE $VOICE_IMAGE $OPERATOR_IMAGE $REDIS_IMAGE $OLLAMA_IMAGE $PAUSE_IMAGE $COREDNS_IMAGE"
@@ -47,6 +48,7 @@ docker="$(command -v /usr/bin/docker || command -v docker)"
 command -v dockerd >/dev/null || { echo "dockerd is missing (apt-get install docker.io)" >&2; exit 1; }
 export DOCKER_HOST="unix://$RUN/docker.sock" DOCKER="$docker" DOCKER_BUILDKIT=1 DOCKER_BUILD_NETWORK=host
 mkdir -p "$RUN"
+touch "$CLUSTER_MARKER"
 stop_dockerd() { stop dockerd 30; }
 trap stop_dockerd EXIT
 start dockerd dockerd --host="$DOCKER_HOST" --data-root="$CACHE/docker-data" \

@@ -42,6 +42,16 @@ OLLAMA_IMAGE="docker.io/ollama/ollama:${OLLAMA_VERSION#v}"
 PAUSE_IMAGE="registry.k8s.io/pause:3.10"
 COREDNS_IMAGE="registry.k8s.io/coredns/coredns:$COREDNS_VERSION"
 IMAGES_TAR="$CACHE/cluster-images/images.tar"
+# Marks $CLUSTER_DIR as made by up.sh: down.sh removes only such a folder.
+CLUSTER_MARKER="$CLUSTER_DIR/.made-by-voicechat-e2e"
+# Host settings the node changes (ip_forward; the kubelet sets the others
+# for its pods): up.sh saves them, down.sh puts them back.
+CHANGED_SYSCTLS="net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
+# The pods' cgroups live under this parent (the kubelet's cgroupRoot).
+CGROUP_ROOT=voicechat-e2e
+# Paths the kubelet, containerd and CNI use whatever their root folders:
+# up.sh notes which of them did not exist before, down.sh removes those.
+GLOBAL_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd"
 
 export PATH="$TOOLS_BIN:$KUBE_BIN:$PATH"
 

@@ -2,7 +2,7 @@
 # Brings up a single-node Kubernetes cluster that runs pods, on this
 # machine, offline, and loads the project's images into it:
 #
-#   eval "$(e2e/cluster/up.sh)"    # sets KUBECONFIG and a PATH with kubectl, helm
+#   eval "$(e2e/cluster/up.sh)"    # sets KUBECONFIG, a PATH with kubectl and helm, VCS_AUDIT_LOG
 #   e2e/cluster/down.sh            # removes everything it made
 #
 # Control plane: etcd, kube-apiserver, kube-controller-manager,
@@ -31,11 +31,17 @@ cd "$here/../.."
 
 print_env() {
   echo "export KUBECONFIG='$KUBECONFIG_FILE'"
+  echo "export VCS_AUDIT_LOG='$RUN/audit.log'"
   echo "export PATH='$KUBE_BIN:$(dirname "$HELM_BIN"):$TOOLS_BIN:'\"\$PATH\""
 }
 
 healthy() {
-  running apiserver && running kubelet && running kube-proxy && running containerd &&
+  local part
+  for part in etcd apiserver controller-manager scheduler containerd kubelet kube-proxy; do
+    running "$part" || return 1
+  done
+  # The images running are the ones just built.
+  [ "$(cat "$RUN/images.key" 2>/dev/null)" = "$(cat "$IMAGES_TAR.key" 2>/dev/null)" ] &&
     kc get --raw=/readyz --request-timeout=5s >/dev/null 2>&1 &&
     [ "$(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
@@ -71,13 +77,14 @@ if healthy; then
   print_env
   exit 0
 fi
-if [ -d "$RUN" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
-  log "a cluster is half up: tearing it down first"
+if [ -n "$(ls "$RUN/pids" 2>/dev/null)" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+  log "a cluster is up but not healthy, or runs older images: tearing it down first"
   "$here/down.sh"
 fi
 
 # ---- certificates and kubeconfig ----------------------------------------------
 mkdir -p "$RUN/pki" "$RUN/pids"
+touch "$CLUSTER_MARKER"
 pki="$RUN/pki"
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
 openssl req -x509 -nodes -days 7 "${ec[@]}" -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj /CN=voicechat-e2e-ca \
@@ -88,6 +95,15 @@ printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEn
   >"$pki/apiserver.ext"
 openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 7 \
   -out "$pki/apiserver.crt" -extfile "$pki/apiserver.ext" 2>/dev/null
+# The API server's client certificate for the kubelet (logs, exec,
+# port-forward): the kubelet trusts only this CA and asks the API server
+# whether the caller may (webhook), so pods cannot use its port.
+openssl req -new -nodes "${ec[@]}" -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" \
+  -subj /O=system:masters/CN=kube-apiserver-kubelet-client 2>/dev/null
+printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment extendedKeyUsage=clientAuth \
+  >"$pki/client.ext"
+openssl x509 -req -in "$pki/kubelet-client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 7 \
+  -out "$pki/kubelet-client.crt" -extfile "$pki/client.ext" 2>/dev/null
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$pki/sa.key" 2>/dev/null
 openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 admin_token="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -104,7 +120,8 @@ EOF
 chmod 600 "$KUBECONFIG_FILE"
 
 # ---- the bridge -----------------------------------------------------------------
-sysctl -n net.ipv4.ip_forward >"$CLUSTER_DIR/ip_forward.before"
+for key in $CHANGED_SYSCTLS; do echo "$key=$(sysctl -n "$key")"; done >"$CLUSTER_DIR/sysctls.before"
+for path in $GLOBAL_PATHS; do [ -e "$path" ] || echo "$path"; done >"$CLUSTER_DIR/global-paths.made"
 ip link add "$BRIDGE" type bridge
 ip addr add "$NODE_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
@@ -126,7 +143,8 @@ start apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
   --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
   --service-cluster-ip-range="$SERVICE_CIDR" --service-node-port-range=30000-32767 \
   --audit-policy-file="$RUN/audit-policy.yaml" --audit-log-path="$RUN/audit.log" --audit-log-mode=blocking \
-  --profiling=false --kubelet-preferred-address-types=InternalIP
+  --profiling=false --kubelet-preferred-address-types=InternalIP \
+  --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key"
 WAIT_LOG=apiserver wait_for kube-apiserver 90 kc get --raw=/readyz --request-timeout=5s
 start controller-manager kube-controller-manager --kubeconfig="$KUBECONFIG_FILE" \
   --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
@@ -172,6 +190,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$RUN/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN/cni/net.d"
@@ -180,6 +199,7 @@ start containerd containerd --config "$RUN/containerd.toml"
 WAIT_LOG=containerd wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
 t0=$(date +%s)
 ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$IMAGES_TAR" >/dev/null
+cp "$IMAGES_TAR.key" "$RUN/images.key"
 log "images imported in $(($(date +%s) - t0)) s"
 
 cat >"$RUN/kubelet.yaml" <<EOF
@@ -193,8 +213,11 @@ port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: 10248
-authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
-authorization: {mode: AlwaysAllow}
+authentication: {anonymous: {enabled: false}, webhook: {enabled: true}, x509: {clientCAFile: $pki/ca.crt}}
+authorization: {mode: Webhook}
+# Everything the pods leave on the host under the state folder.
+cgroupRoot: /$CGROUP_ROOT
+podLogsDir: $RUN/pod-logs
 clusterDomain: cluster.local
 clusterDNS: [$DNS_IP]
 resolvConf: ""               # keep the host's resolver out of pods
@@ -206,7 +229,21 @@ evictionHard: {memory.available: "200Mi", nodefs.available: "1%", imagefs.availa
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 EOF
+# The kubelet wants its cgroupRoot to exist, in every hierarchy (cgroup v1)
+# or the unified one (v2); a new cpuset starts with no CPUs or memory nodes.
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p "/sys/fs/cgroup/$CGROUP_ROOT"
+else
+  for hierarchy in /sys/fs/cgroup/*/; do
+    [ -f "$hierarchy/cgroup.procs" ] && mkdir -p "$hierarchy$CGROUP_ROOT"
+  done
+  if [ -d "/sys/fs/cgroup/cpuset/$CGROUP_ROOT" ]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$CGROUP_ROOT/cpuset.cpus"
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$CGROUP_ROOT/cpuset.mems"
+  fi
+fi
 start kubelet kubelet --config="$RUN/kubelet.yaml" --kubeconfig="$KUBECONFIG_FILE" --root-dir="$RUN/kubelet" \
+  --cert-dir="$RUN/kubelet/pki" \
   --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
 cat >"$RUN/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1

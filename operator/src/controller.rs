@@ -346,7 +346,7 @@ async fn not_ready_reasons(
     deployments: &BTreeMap<String, Deployment>,
 ) -> BTreeMap<String, String> {
     let mut reasons = BTreeMap::new();
-    for part in [Part::Chat, Part::Voice, Part::Redis, Part::Ollama] {
+    for part in [Part::Chat, Part::Voice, Part::Redis] {
         let name = build::meta::name(stack, part.as_str());
         let Some(deployment) = deployments.get(&name) else {
             continue;

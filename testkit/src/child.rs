@@ -9,13 +9,13 @@
 use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command};
+use std::sync::OnceLock;
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Mutex, OnceLock};
 
 type Request = (Command, Sender<io::Result<Child>>);
 
-fn spawner() -> &'static Mutex<Sender<Request>> {
-    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+fn spawner() -> &'static Sender<Request> {
+    static SPAWNER: OnceLock<Sender<Request>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
         let (tx, rx) = channel::<Request>();
         std::thread::Builder::new()
@@ -35,7 +35,7 @@ fn spawner() -> &'static Mutex<Sender<Request>> {
                 }
             })
             .expect("spawn the testkit spawner thread");
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -44,8 +44,6 @@ fn spawner() -> &'static Mutex<Sender<Request>> {
 pub fn spawn_tied_to_process(command: Command) -> io::Result<Child> {
     let (reply, answer) = channel();
     spawner()
-        .lock()
-        .map_err(|_| io::Error::other("the spawner lock is poisoned"))?
         .send((command, reply))
         .map_err(|_| io::Error::other("the spawner thread is gone"))?;
     answer

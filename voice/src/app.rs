@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
+        .route("/startupz", get(ops::startupz))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .layer(DefaultBodyLimit::max(body_limit))

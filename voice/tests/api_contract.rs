@@ -322,7 +322,7 @@ async fn requests_need_a_valid_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    for path in ["/livez", "/readyz", "/health", "/metrics"] {
+    for path in ["/livez", "/readyz", "/startupz", "/health", "/metrics"] {
         assert_eq!(
             client().get(s.url(path)).send().await.unwrap().status(),
             200,

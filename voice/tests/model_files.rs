@@ -180,5 +180,9 @@ async fn no_speech_to_text_model_at_all_is_not_ready_and_says_why() {
     );
     assert!(body.contains("vosk"), "{body}");
     assert!(!body.contains("text-to-speech"), "{body}");
+    // Loading has finished: the startup probe passes, so the kubelet keeps
+    // the pod (unready) rather than restarting it.
+    let r = client().get(s.url("/startupz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     let _ = std::fs::remove_dir_all(&dir);
 }

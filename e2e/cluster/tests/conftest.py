@@ -11,6 +11,9 @@ cluster from KUBECONFIG. Inputs, from the environment:
                         to the in-cluster Ollama through its API.
   VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en.bin).
   VCS_DUMP_DIR          where a failing test's cluster state is written.
+  VCS_AUDIT_LOG         the API server's audit log of writes, where readable
+                        (e2e/cluster/up.sh prints it): the operator-restart
+                        test then counts the operator's writes there too.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ LLM_MODEL = "smollm2"
 
 def pytest_runtest_makereport(item, call):
     """On any failure, print events, pods, logs and stacks (and keep them)."""
-    if call.excinfo is not None and call.when in ("setup", "call"):
+    if (call.excinfo is not None and call.when in ("setup", "call")
+            and not call.excinfo.errisinstance(pytest.skip.Exception)):
         dump_dir = pathlib.Path(os.environ.get("VCS_DUMP_DIR", "target/cluster-e2e"))
         path = dump_cluster_state(dump_dir / item.name)
         print(f"\ncluster state after the failure of {item.name}: {path}")
@@ -75,6 +79,8 @@ def stack(operator) -> dict:
     instruct model, exposed as NodePorts, in a restricted namespace; Ready
     because the kubelet's probes passed."""
     models = os.environ["VCS_MODELS_NODE_PATH"]
+    # A volume left by a kept run (VCS_KEEP=1) still names the old claim.
+    kubectl("delete", "pv", f"{STACK_NAMESPACE}-models", "--ignore-not-found", "--wait=true", timeout=120)
     whisper = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en.bin")
     kubectl("apply", "-f", "-", input=f"""
 apiVersion: v1

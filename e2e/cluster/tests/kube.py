@@ -10,6 +10,7 @@ import json
 import pathlib
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from typing import Callable, Iterator, TypeVar
@@ -79,6 +80,8 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
         match = re.search(r"127\.0\.0\.1:(\d+)", line)
         if not match:
             raise RuntimeError(f"port-forward {target}: {line.strip()} {proc.stderr.read() if proc.stderr else ''}")
+        # kubectl writes a line per connection: keep its pipe from filling.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield int(match.group(1))
     finally:
         proc.terminate()
@@ -112,6 +115,26 @@ def operator_writes_since(rv_snapshot: dict[str, str]) -> list[str]:
         if now != rv:
             moved.append(f"{key} ({rv} -> {now})")
     return moved
+
+
+def audit_writes(path: str, after_line: int, user: str) -> list[str]:
+    """Write requests by `user` in the audit log after line `after_line`,
+    Events left out (the operator reports through them)."""
+    writes = []
+    with open(path, encoding="utf-8") as log:
+        for number, line in enumerate(log):
+            if number < after_line:
+                continue
+            event = json.loads(line)
+            ref = event.get("objectRef", {})
+            if event.get("user", {}).get("username") == user and ref.get("resource") != "events":
+                writes.append(f"{event['verb']} {event['requestURI']}")
+    return writes
+
+
+def audit_lines(path: str) -> int:
+    with open(path, encoding="utf-8") as log:
+        return sum(1 for _ in log)
 
 
 def owned_resource_versions() -> dict[str, str]:

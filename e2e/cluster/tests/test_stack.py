@@ -13,6 +13,8 @@ import pytest
 from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe
 from kube import (
     OPERATOR_NAMESPACE,
+    audit_lines,
+    audit_writes,
     OPERATOR_RELEASE,
     STACK,
     STACK_NAMESPACE,
@@ -168,26 +170,41 @@ def test_voice_pod_deleted_mid_request_the_retry_succeeds_and_the_deployment_res
     wav = speak(client, SPOKEN)
     results: list[str] = []
     errors: list[str] = []
+    attempts: list[tuple[float, float]] = []
+    started = threading.Event()
+    # Several seconds of speech, so that the request is surely in flight.
+    long_wav = speak(client, " ".join([SPOKEN] * 4))
 
     def transcribe_with_retry():
-        # A client's retry loop: any failure (reset, 503, refused) is retried
-        # until a deadline that covers a new pod loading its models.
+        # A client's retry loop (no retries inside the client): any failure
+        # (reset, 503, refused) is retried until a deadline that covers a
+        # new pod loading its models.
+        once = openai_client(endpoints["voice"], token("e2e-fault-voice"), retries=0)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
+            began = time.monotonic()
+            started.set()
             try:
-                results.append(transcribe(client, wav))
+                results.append(transcribe(once, long_wav))
+                attempts.append((began, time.monotonic()))
                 return
             except Exception as e:  # noqa: BLE001 - counted, then retried
+                attempts.append((began, time.monotonic()))
                 errors.append(type(e).__name__)
                 time.sleep(1)
 
     thread = threading.Thread(target=transcribe_with_retry)
     thread.start()
-    time.sleep(0.3)
+    started.wait(10)
+    time.sleep(0.2)
+    deleted_at = time.monotonic()
     kubectl("-n", STACK_NAMESPACE, "delete", "pod", old, "--wait=false")
     thread.join(200)
+    assert attempts and attempts[0][0] < deleted_at < attempts[0][1], \
+        f"the first request was not in flight when the pod was deleted: {attempts}, deleted at {deleted_at}"
     assert results, f"no transcript after retries ({errors})"
     assert len([w for w in words(SPOKEN) if w not in words(results[0])]) <= 2, results[0]
+    print(f"attempts {len(attempts)}, failures {errors}")
     new = ready_pod("voice")["metadata"]["name"]
     assert new != old
     # Whether the first try failed depends on timing; a second request is
@@ -283,6 +300,8 @@ def test_redis_pod_deleted_chat_degrades_then_heals_and_keeps_every_persisted_me
 
 def test_operator_pod_deleted_the_new_one_converges_and_writes_nothing(operator, stack):
     snapshot = owned_resource_versions()
+    audit_log = os.environ.get("VCS_AUDIT_LOG")
+    audit_start = audit_lines(audit_log) if audit_log else 0
     old = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=voicechat-operator")
     old_name = old["items"][0]["metadata"]["name"]
     kubectl("-n", OPERATOR_NAMESPACE, "delete", "pod", old_name, "--wait=true", timeout=120)
@@ -296,12 +315,19 @@ def test_operator_pod_deleted_the_new_one_converges_and_writes_nothing(operator,
     def reconciles() -> int:
         text = kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:8080/proxy/metrics")
         return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-                   if line.startswith("voicechat_operator_reconciles_total"))
+                   if line.startswith('voicechat_operator_reconciles_total{result="ok"}'))
 
     wait_until("the new operator to reconcile", 60, lambda: reconciles() >= 1)
     time.sleep(10)
     moved = operator_writes_since(snapshot)
     assert not moved, f"the new operator wrote to a steady stack: {moved}"
+    # A no-op server-side apply moves no resourceVersion, but it is a write:
+    # the audit log shows every request.
+    if audit_log:
+        writes = audit_writes(audit_log, audit_start, f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_RELEASE}")
+        assert not writes, f"the new operator wrote: {writes}"
+    else:
+        print("no audit log (VCS_AUDIT_LOG): writes checked by resourceVersion only")
     stack = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", STACK)
     assert condition(stack, "Ready")["status"] == "True"
 

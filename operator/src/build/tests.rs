@@ -142,9 +142,13 @@ fn an_empty_spec_builds_the_whole_cpu_stack() {
             .as_deref(),
         Some("/readyz")
     );
-    assert!(
-        vc.startup_probe.is_some(),
-        "model loading gets a startup probe"
+    assert_eq!(
+        vc.startup_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|g| g.path.as_deref()),
+        Some("/startupz"),
+        "model loading gets a startup probe that passes once loading has finished"
     );
     assert!(
         !vc.resources

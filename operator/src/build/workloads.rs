@@ -418,8 +418,10 @@ pub fn voice(
             mounts,
             resources,
             replicas: voice.replicas,
-            // Loading models can take minutes: up to 10 before liveness applies.
-            startup: Some(http_probe("/readyz", VOICE_PORT, 5, 120)),
+            // Loading models can take minutes: up to 10 before liveness
+            // applies. `/startupz` passes once loading has finished, even
+            // with models missing: such a pod stays unready, not restarted.
+            startup: Some(http_probe("/startupz", VOICE_PORT, 5, 120)),
         },
     );
     if let Some(pod) = deployment

@@ -15,6 +15,18 @@ pub async fn livez() -> &'static str {
     "ok"
 }
 
+/// 503 while the models are loading, 200 once loading has finished,
+/// whatever it found: the startup probe, so that a pod whose models are
+/// missing stays alive and unready (and says why in `/readyz`) instead of
+/// being restarted in a loop.
+pub async fn startupz(State(state): State<AppState>) -> Response {
+    if state.engines.get().is_some() {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "loading models").into_response()
+    }
+}
+
 /// 503 until the models are loaded, and while a kind of engine that was
 /// asked for has none loaded (the body says which files are missing); a
 /// Redis outage never fails readiness.
