@@ -15,13 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 test_started=$(date +%s)
 phase_started=$test_started
+phase_open=""
 phase() { # NAME: ends the previous phase (its time printed) and names the next
   local now
   now=$(date +%s)
-  echo "    (phase took $((now - phase_started)) s; $((now - test_started)) s so far)"
+  [ -z "$phase_open" ] || echo "    (took $((now - phase_started)) s; $((now - test_started)) s so far)"
   phase_started=$now
+  phase_open=1
   echo "==> $*"
 }
+phase "dependencies, models and the openai client (scripts/install-deps.sh, fetch-models.sh)"
 export INSTALL_BROWSER=1
 source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"

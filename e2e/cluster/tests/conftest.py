@@ -65,7 +65,7 @@ def operator() -> dict:
     subprocess.run(
         [helm, "upgrade", "--install", OPERATOR_RELEASE, str(REPO / "charts/voicechat-operator"),
          "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m"],
-        check=True, timeout=330,
+        check=True, timeout=330, stdin=subprocess.DEVNULL,
     )
     pods = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods",
                         "-l", "app.kubernetes.io/name=voicechat-operator")["items"]

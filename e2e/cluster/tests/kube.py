@@ -24,7 +24,10 @@ T = TypeVar("T")
 
 
 def kubectl(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
-    result = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, timeout=timeout)
+    # No input: /dev/null, never the caller's stdin (CI has none).
+    stdin = None if input is not None else subprocess.DEVNULL
+    result = subprocess.run(["kubectl", *args], input=input, stdin=stdin, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
     return result.stdout
@@ -73,7 +76,7 @@ def condition(obj: dict, kind: str) -> dict | None:
 def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
     """kubectl port-forward to a free local port; yields that port."""
     proc = subprocess.Popen(["kubectl", "-n", namespace, "port-forward", target, f"0:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
