@@ -73,6 +73,8 @@ done
 # The global paths that did not exist before up.sh.
 if [ -f "$CLUSTER_DIR/global-paths.made" ]; then
   while IFS= read -r path; do
+    # /run/containerd also holds the sockets of any other containerd.
+    [ "$path" = /run/containerd ] && pgrep -x containerd >/dev/null && continue
     case " $GLOBAL_PATHS " in *" $path "*) rm -rf "$path" ;; esac
   done <"$CLUSTER_DIR/global-paths.made"
 fi

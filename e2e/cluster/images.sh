@@ -47,8 +47,8 @@ fi
 docker="$(command -v /usr/bin/docker || command -v docker)"
 command -v dockerd >/dev/null || { echo "dockerd is missing (apt-get install docker.io)" >&2; exit 1; }
 export DOCKER_HOST="unix://$RUN/docker.sock" DOCKER="$docker" DOCKER_BUILDKIT=1 DOCKER_BUILD_NETWORK=host
+claim_cluster_dir
 mkdir -p "$RUN"
-touch "$CLUSTER_MARKER"
 stop_dockerd() { stop dockerd 30; }
 trap stop_dockerd EXIT
 start dockerd dockerd --host="$DOCKER_HOST" --data-root="$CACHE/docker-data" \

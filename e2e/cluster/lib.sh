@@ -51,7 +51,18 @@ CHANGED_SYSCTLS="net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel
 CGROUP_ROOT=voicechat-e2e
 # Paths the kubelet, containerd and CNI use whatever their root folders:
 # up.sh notes which of them did not exist before, down.sh removes those.
-GLOBAL_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd"
+GLOBAL_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns /opt/containerd"
+
+# Creates $CLUSTER_DIR with its marker, or refuses a folder that holds
+# something else: down.sh deletes only a marked folder.
+claim_cluster_dir() {
+  if [ -d "$CLUSTER_DIR" ] && [ ! -f "$CLUSTER_MARKER" ] && [ -n "$(ls -A "$CLUSTER_DIR")" ]; then
+    echo "$CLUSTER_DIR exists and was not made by e2e/cluster: set VOICECHAT_CLUSTER_DIR to another folder" >&2
+    return 1
+  fi
+  mkdir -p "$CLUSTER_DIR"
+  touch "$CLUSTER_MARKER"
+}
 
 export PATH="$TOOLS_BIN:$KUBE_BIN:$PATH"
 

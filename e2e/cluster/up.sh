@@ -63,6 +63,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Which global paths exist before anything here runs (the image build's
+# dockerd makes some of them too): down.sh removes the others.
+absent_paths="$(for path in $GLOBAL_PATHS; do [ -e "$path" ] || echo "$path"; done)"
+
 # ---- binaries and images (cached) -------------------------------------------
 log "Kubernetes binaries and helm (e2e/build-k8s.sh)"
 k8s_env="$(./e2e/build-k8s.sh)"
@@ -77,14 +81,15 @@ if healthy; then
   print_env
   exit 0
 fi
-if [ -n "$(ls "$RUN/pids" 2>/dev/null)" ] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+if [ -n "$(ls "$RUN/pids" 2>/dev/null)" ] || [ -f "$CLUSTER_DIR/sysctls.before" ] ||
+  ip link show "$BRIDGE" >/dev/null 2>&1; then
   log "a cluster is up but not healthy, or runs older images: tearing it down first"
   "$here/down.sh"
 fi
 
 # ---- certificates and kubeconfig ----------------------------------------------
+claim_cluster_dir
 mkdir -p "$RUN/pki" "$RUN/pids"
-touch "$CLUSTER_MARKER"
 pki="$RUN/pki"
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1)
 openssl req -x509 -nodes -days 7 "${ec[@]}" -keyout "$pki/ca.key" -out "$pki/ca.crt" -subj /CN=voicechat-e2e-ca \
@@ -120,8 +125,10 @@ EOF
 chmod 600 "$KUBECONFIG_FILE"
 
 # ---- the bridge -----------------------------------------------------------------
-for key in $CHANGED_SYSCTLS; do echo "$key=$(sysctl -n "$key")"; done >"$CLUSTER_DIR/sysctls.before"
-for path in $GLOBAL_PATHS; do [ -e "$path" ] || echo "$path"; done >"$CLUSTER_DIR/global-paths.made"
+for key in $CHANGED_SYSCTLS; do
+  value="$(sysctl -n "$key" 2>/dev/null)" && echo "$key=$value"
+done >"$CLUSTER_DIR/sysctls.before"
+echo "$absent_paths" >"$CLUSTER_DIR/global-paths.made"
 ip link add "$BRIDGE" type bridge
 ip addr add "$NODE_IP/24" dev "$BRIDGE"
 ip link set "$BRIDGE" up
@@ -177,6 +184,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   address = "$CONTAINERD_SOCK"
 [ttrpc]
   address = "$CONTAINERD_SOCK.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$RUN/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   tolerate_missing_hugepages_controller = true
@@ -243,7 +252,7 @@ else
   fi
 fi
 start kubelet kubelet --config="$RUN/kubelet.yaml" --kubeconfig="$KUBECONFIG_FILE" --root-dir="$RUN/kubelet" \
-  --cert-dir="$RUN/kubelet/pki" \
+  --cert-dir="$RUN/kubelet/pki" --volume-plugin-dir="$RUN/kubelet/volume-plugins" \
   --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
 cat >"$RUN/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1

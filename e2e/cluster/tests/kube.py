@@ -83,8 +83,9 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
         match = re.search(r"127\.0\.0\.1:(\d+)", line)
         if not match:
             raise RuntimeError(f"port-forward {target}: {line.strip()} {proc.stderr.read() if proc.stderr else ''}")
-        # kubectl writes a line per connection: keep its pipe from filling.
+        # kubectl writes a line per connection: keep its pipes from filling.
         threading.Thread(target=proc.stdout.read, daemon=True).start()
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
         yield int(match.group(1))
     finally:
         proc.terminate()
@@ -126,8 +127,8 @@ def audit_writes(path: str, after_line: int, user: str) -> list[str]:
     writes = []
     with open(path, encoding="utf-8") as log:
         for number, line in enumerate(log):
-            if number < after_line:
-                continue
+            if number < after_line or not line.endswith("\n"):
+                continue  # before the mark, or still being written
             event = json.loads(line)
             ref = event.get("objectRef", {})
             if event.get("user", {}).get("username") == user and ref.get("resource") != "events":

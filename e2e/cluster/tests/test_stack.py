@@ -173,7 +173,7 @@ def test_voice_pod_deleted_mid_request_the_retry_succeeds_and_the_deployment_res
     attempts: list[tuple[float, float]] = []
     started = threading.Event()
     # Several seconds of speech, so that the request is surely in flight.
-    long_wav = speak(client, " ".join([SPOKEN] * 4))
+    long_wav = speak(client, " ".join([SPOKEN] * 8))
 
     def transcribe_with_retry():
         # A client's retry loop (no retries inside the client): any failure
@@ -197,8 +197,8 @@ def test_voice_pod_deleted_mid_request_the_retry_succeeds_and_the_deployment_res
     thread.start()
     started.wait(10)
     time.sleep(0.2)
-    deleted_at = time.monotonic()
     kubectl("-n", STACK_NAMESPACE, "delete", "pod", old, "--wait=false")
+    deleted_at = time.monotonic()  # the API server has marked the pod deleted
     thread.join(200)
     assert attempts and attempts[0][0] < deleted_at < attempts[0][1], \
         f"the first request was not in flight when the pod was deleted: {attempts}, deleted at {deleted_at}"
@@ -301,6 +301,9 @@ def test_redis_pod_deleted_chat_degrades_then_heals_and_keeps_every_persisted_me
 def test_operator_pod_deleted_the_new_one_converges_and_writes_nothing(operator, stack):
     snapshot = owned_resource_versions()
     audit_log = os.environ.get("VCS_AUDIT_LOG")
+    if audit_log and not os.access(audit_log, os.R_OK):
+        print(f"{audit_log} is not readable here: writes checked by resourceVersion only")
+        audit_log = None
     audit_start = audit_lines(audit_log) if audit_log else 0
     old = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=voicechat-operator")
     old_name = old["items"][0]["metadata"]["name"]
