@@ -51,7 +51,7 @@ CHANGED_SYSCTLS="net.ipv4.ip_forward vm.overcommit_memory vm.panic_on_oom kernel
 CGROUP_ROOT=voicechat-e2e
 # Paths the kubelet, containerd and CNI use whatever their root folders:
 # up.sh notes which of them did not exist before, down.sh removes those.
-GLOBAL_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns /opt/containerd"
+GLOBAL_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns /opt/containerd /usr/libexec/kubernetes"
 
 # Creates $CLUSTER_DIR with its marker, or refuses a folder that holds
 # something else: down.sh deletes only a marked folder.

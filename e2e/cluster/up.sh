@@ -157,7 +157,8 @@ start controller-manager kube-controller-manager --kubeconfig="$KUBECONFIG_FILE"
   --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
   --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false --use-service-account-credentials=false \
   --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
-  --cluster-cidr="$POD_CIDR" --service-cluster-ip-range="$SERVICE_CIDR"
+  --cluster-cidr="$POD_CIDR" --service-cluster-ip-range="$SERVICE_CIDR" \
+  --flex-volume-plugin-dir="$RUN/kcm-volume-plugins"
 start scheduler kube-scheduler --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
   --authorization-kubeconfig="$KUBECONFIG_FILE" --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false
 
