@@ -11,5 +11,6 @@ pub mod health;
 pub mod http_metrics;
 pub mod serve;
 pub mod shutdown;
+pub mod stt_profile;
 pub mod telemetry;
 pub mod ws_close;
