@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -13,38 +12,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ChatConfig;
-use crate::history::{HistoryError, HistoryStore};
-use crate::llm::{self, LlmError};
+use voicechat_common::service::{ServiceRouter, StartError};
+
+use crate::history::HistoryStore;
+use crate::llm;
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
 use crate::{health, rest, ws};
 
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("configuration: {0}")]
-    Config(#[from] voicechat_common::config::ConfigError),
-    #[error("history store: {0}")]
-    History(#[from] HistoryError),
-    #[error("LLM client: {0}")]
-    Llm(#[from] LlmError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
-}
-
 impl AppState {
     pub fn from_config(config: ChatConfig) -> Result<Self, StartError> {
         let verifier = config.auth.verifier()?;
         let history = HistoryStore::new(config.history.clone())?;
-        let llm = llm::from_settings(&config.llm)?;
+        let llm = llm::from_settings(&config.llm).map_err(|e| StartError::part("LLM client", e))?;
         let llm_slots = Arc::new(Semaphore::new(config.llm.max_concurrent_requests));
         Ok(Self {
             limiter: Arc::new(RateLimiter::new(config.limits.messages_per_minute)),
@@ -76,24 +57,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/sessions/{session_id}/messages",
             get(rest::session_messages),
         )
-        .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.http.clone(),
-            voicechat_common::http_metrics::track,
-        ));
-    let api = match &state.config.web_dir {
-        Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
-        None => api,
-    };
-    let api = match state.config.cors.layer() {
-        Some(cors) => api.layer(cors),
-        None => api,
-    };
-    api.with_state(state)
+        .route("/health", get(health::health));
+    let config = state.config.clone();
+    ServiceRouter::new(
+        api,
+        &state.metrics.registry,
+        &state.metrics.http,
+        MAX_BODY_BYTES,
+    )
+    .static_files(config.web_dir.as_deref())
+    .finish(&config.cors, &[], state)
 }
 
 /// Serves until `stop` resolves, then: readiness fails, new connections

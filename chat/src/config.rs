@@ -75,14 +75,7 @@ pub struct ChatConfig {
 
 impl ChatConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let port: u16 = config::env_parse("CHAT_PORT", 8007)?;
-        let bind = config::env_string("CHAT_BIND").unwrap_or_else(|| "0.0.0.0".into());
-        let listen = format!("{bind}:{port}")
-            .parse()
-            .map_err(|e| ConfigError::Invalid {
-                name: "CHAT_BIND".into(),
-                message: format!("{bind}:{port} is not a socket address: {e}"),
-            })?;
+        let listen = voicechat_common::service::listen_addr("CHAT_BIND", "CHAT_PORT", 8007)?;
         let backend = match config::env_string("LLM_BACKEND").as_deref() {
             None | Some("ollama") => LlmBackend::Ollama,
             Some("openai") => LlmBackend::OpenAi,
@@ -93,16 +86,9 @@ impl ChatConfig {
                 });
             }
         };
-        let default_url = match backend {
-            LlmBackend::Ollama => "http://127.0.0.1:11434",
-            LlmBackend::OpenAi => "http://127.0.0.1:8000",
-        };
         let llm = LlmSettings {
             backend,
-            base_url: config::env_string("LLM_URL")
-                .unwrap_or_else(|| default_url.into())
-                .trim_end_matches('/')
-                .to_owned(),
+            base_url: llm_url(backend)?,
             model: config::env_string("LLM_MODEL").unwrap_or_else(|| "gemma3:270m".into()),
             api_key: config::secret("LLM_API_KEY")?,
             system_prompt: config::env_string("LLM_SYSTEM_PROMPT")
@@ -139,6 +125,22 @@ impl ChatConfig {
             // REST bodies are small JSON documents.
             deadlines: RequestDeadlines::from_env(Duration::from_secs(30))?,
         })
+    }
+}
+
+/// `LLM_URL`; for Ollama also the seed system's `OLLAMA_BASE_URL`.
+fn llm_url(backend: LlmBackend) -> Result<String, ConfigError> {
+    let found = match backend {
+        LlmBackend::Ollama => config::env_string_or_seed("LLM_URL", "OLLAMA_BASE_URL"),
+        LlmBackend::OpenAi => config::env_string("LLM_URL").map(|url| (url, "LLM_URL".into())),
+    };
+    match found {
+        Some((raw, variable)) => config::http_url(&variable, &raw),
+        None => Ok(match backend {
+            LlmBackend::Ollama => "http://127.0.0.1:11434",
+            LlmBackend::OpenAi => "http://127.0.0.1:8000",
+        }
+        .into()),
     }
 }
 

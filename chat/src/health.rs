@@ -1,4 +1,4 @@
-//! `/livez`, `/readyz`, `/health` and `/metrics`.
+//! `/readyz` and `/health` (`/livez` and `/metrics` are the service shell's).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,10 +12,6 @@ use voicechat_common::health::{DependencyHealth, HealthReport};
 use crate::state::AppState;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-pub async fn livez() -> &'static str {
-    "ok"
-}
 
 /// Ready unless shutting down: a Redis or LLM outage degrades the service
 /// (reported by `/health`) but must not take it out of the load balancer.
@@ -56,8 +52,4 @@ async fn llm_health(state: &AppState) -> DependencyHealth {
         Ok(Err(e)) => DependencyHealth::disconnected(started.elapsed(), e.to_string()),
         Err(_) => DependencyHealth::disconnected(started.elapsed(), "timed out"),
     }
-}
-
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    voicechat_common::http_metrics::render(&state.metrics.registry)
 }

@@ -11,8 +11,9 @@
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use voicechat_common::redis::RedisUrlError;
 
 use crate::config::HistorySettings;
 use crate::llm::Role;
@@ -111,16 +112,8 @@ pub struct HistoryStore {
 impl HistoryStore {
     /// Connects lazily: a Redis that is down at start-up is not an error,
     /// the service starts degraded and connects when Redis appears.
-    pub fn new(settings: HistorySettings) -> Result<Self, HistoryError> {
-        let client = redis::Client::open(settings.redis_url.as_str())
-            .map_err(|e| HistoryError::Unavailable(format!("bad REDIS_URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.op_timeout))
-            .set_response_timeout(Some(settings.op_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+    pub fn new(settings: HistorySettings) -> Result<Self, RedisUrlError> {
+        let conn = voicechat_common::redis::connect_lazy(&settings.redis_url, settings.op_timeout)?;
         Ok(Self { conn, settings })
     }
 

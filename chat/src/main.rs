@@ -5,10 +5,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use voicechat_chat::app::{self, StartError};
+use voicechat_chat::app;
 use voicechat_chat::config::ChatConfig;
 use voicechat_chat::state::AppState;
 use voicechat_common::auth::AuthSettings;
+use voicechat_common::service::StartError;
 
 const USAGE: &str =
     "usage: voicechat-chat [serve | mint-token --user NAME [--ttl SECS] | --version]";
@@ -30,34 +31,14 @@ fn main() -> ExitCode {
 }
 
 fn run_server() -> ExitCode {
-    voicechat_common::telemetry::init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve()) {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "chat service failed");
-            eprintln!("voicechat-chat: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    voicechat_common::service::run_process("voicechat-chat", serve)
 }
 
 async fn serve() -> Result<(), StartError> {
     let config = ChatConfig::from_env()?;
     let addr = config.listen;
     let state = AppState::from_config(config)?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listener = voicechat_common::service::bind(addr).await?;
     tracing::info!(%addr, llm = state.llm.name(), model = %state.config.llm.model, "chat service listening");
     app::serve(listener, state, voicechat_common::shutdown::signal()).await
 }

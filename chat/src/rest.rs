@@ -5,9 +5,8 @@
 use std::convert::Infallible;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -17,26 +16,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use voicechat_common::api_error::ApiError;
-use voicechat_common::auth::Principal;
+use voicechat_common::auth::Caller;
 
 use crate::conversation::{Conversation, OpenError, admit};
 use crate::history::{HistoryError, valid_session_id};
 use crate::protocol::{ChatRequest, ServerEvent, SessionList, SessionMessages};
 use crate::state::AppState;
-
-/// The authenticated caller of a REST endpoint (`Authorization: Bearer`).
-pub struct Caller(pub Principal);
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        voicechat_common::auth::authenticate(&state.verifier, &parts.headers)
-            .await
-            .map(Caller)
-            .inspect_err(|_| state.metrics.error("unauthorized"))
-    }
-}
 
 fn history_error(e: HistoryError) -> ApiError {
     match e {

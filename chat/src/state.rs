@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use voicechat_common::auth::TokenVerifier;
+use voicechat_common::auth::{TokenVerifier, VerifiesTokens};
 
 use crate::config::ChatConfig;
 use crate::history::HistoryStore;
@@ -27,4 +27,14 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every WebSocket and streamed answer, so shutdown can wait for them.
     pub tasks: TaskTracker,
+}
+
+impl VerifiesTokens for AppState {
+    fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    fn refused(&self) {
+        self.metrics.error("unauthorized");
+    }
 }

@@ -20,18 +20,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use voicechat_common::auth::{AuthError, Principal, websocket_token};
+use voicechat_common::auth::Principal;
+use voicechat_common::ws::{self, code};
 
 use crate::conversation::{Conversation, OpenError, admit};
 use crate::protocol::{ClientMessage, ServerEvent};
 use crate::state::AppState;
-
-pub const CLOSE_UNAUTHORIZED: u16 = 4001;
-pub const CLOSE_FORBIDDEN: u16 = 4003;
-pub const CLOSE_BAD_REQUEST: u16 = 4400;
-pub const CLOSE_IDLE: u16 = 4408;
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_INTERNAL: u16 = 1011;
 
 const SOCKET_BUFFER_BYTES: usize = 4 * 1024;
 /// Messages a client may send ahead while an answer streams.
@@ -49,66 +43,29 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = websocket_token(query.token.as_deref(), &headers);
     let limits = &state.config.limits;
     // Small per-socket buffers: the defaults (128 KiB each way) dominate
     // the memory of an idle connection; chat frames are a few hundred bytes.
-    let mut ws = ws
+    let ws = ws
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes);
-    if token.is_some_and(|(_, via_protocol)| via_protocol) {
-        ws = ws.protocols(["bearer"]);
-    }
-    let auth = match token {
-        Some((t, _)) => state.verifier.verify(t).await,
-        None => Err(AuthError::Missing),
-    };
+    let (ws, auth) =
+        ws::authenticate_upgrade(ws, query.token.as_deref(), &headers, &state.verifier).await;
     let tracker = state.tasks.clone();
-    // Browsers cannot read an HTTP 401 on a WebSocket handshake, so a
-    // refused token gets an upgraded socket closed with 4001 and a reason.
     ws.on_upgrade(move |socket| {
         tracker.track_future(async move {
             match auth {
                 Ok(principal) => run(socket, state, principal, query.session_id).await,
                 Err(e) => {
                     state.metrics.error("unauthorized");
-                    close(socket, CLOSE_UNAUTHORIZED, &e.to_string()).await;
+                    ws::refuse(socket, &e).await;
                 }
             }
         })
     })
 }
-
-async fn close(mut socket: WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
-    await_close_reply(&mut socket).await;
-}
-
-/// RFC 6455 closing handshake: after our Close, read until the client's
-/// Close (briefly). Dropping the TCP connection at once would make clients
-/// that are still writing (pongs, messages) see a broken pipe instead of
-/// our close code.
-async fn await_close_reply<S>(stream: &mut S)
-where
-    S: futures_util::Stream<Item = Result<Message, axum::Error>> + Unpin,
-{
-    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
-        while let Some(Ok(message)) = stream.next().await {
-            if matches!(message, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
-}
-
-const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// Decrements the open-connection gauge however the socket task ends.
 struct ConnectionGuard(prometheus::IntGauge);
@@ -171,14 +128,14 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
         Ok(opened) => opened,
         Err(e) => {
             let code = match e {
-                OpenError::InvalidSessionId => CLOSE_BAD_REQUEST,
-                OpenError::Forbidden => CLOSE_FORBIDDEN,
+                OpenError::InvalidSessionId => code::BAD_REQUEST,
+                OpenError::Forbidden => code::FORBIDDEN,
             };
             state.metrics.error(match e {
                 OpenError::InvalidSessionId => "invalid_session_id",
                 OpenError::Forbidden => "forbidden",
             });
-            close(socket, code, &e.to_string()).await;
+            ws::close(socket, code, &e.to_string()).await;
             return;
         }
     };
@@ -217,7 +174,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
 
     let close_with = loop {
         if drain_deadline.is_some() && turn.is_none() {
-            break Some((CLOSE_GOING_AWAY, "server shutting down"));
+            break Some((code::GOING_AWAY, "server shutting down"));
         }
         // One answer at a time, in order; a message waits here (not yet
         // acknowledged) while the previous answer streams.
@@ -237,7 +194,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
             frame = stream.next() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
-                    Some(Err(e)) => break voicechat_common::ws_close::for_read_error(e),
+                    Some(Err(e)) => break ws::for_read_error(e),
                     None => break None,
                 };
                 last_heard = Instant::now();
@@ -286,13 +243,13 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
                     Ok(conversation) => idle_conversation = Some(conversation),
                     Err(e) => {
                         tracing::error!(error = %e, "answer task failed");
-                        break Some((CLOSE_INTERNAL, "internal error"));
+                        break Some((code::INTERNAL, "internal error"));
                     }
                 }
             }
             _ = ping.tick() => {
                 if turn.is_none() && last_heard.elapsed() > limits.idle_timeout {
-                    break Some((CLOSE_IDLE, "idle timeout"));
+                    break Some((code::IDLE_TIMEOUT, "idle timeout"));
                 }
                 let _ = control.send(Control::Ping).await;
             }
@@ -324,7 +281,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
     drop(control);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     if we_close {
-        await_close_reply(&mut stream).await;
+        ws::await_close_reply(&mut stream).await;
     }
 }
 

@@ -77,6 +77,57 @@ pub fn secret(name: &str) -> Result<Option<String>, ConfigError> {
     Ok(env_string(name))
 }
 
+/// The project's variable `name`, or else `seed_name`: the variable the
+/// system this project replaces was configured with, so that its
+/// deployments start unchanged. The project's name wins when both are set.
+/// Says in the log which variable was used (names only: values may be
+/// secrets).
+pub fn env_string_or_seed(name: &str, seed_name: &str) -> Option<(String, String)> {
+    match (env_string(name), env_string(seed_name)) {
+        (Some(value), Some(_)) => {
+            tracing::warn!(
+                variable = name,
+                ignored = seed_name,
+                "configuration: both {name} and {seed_name} are set; using {name}"
+            );
+            Some((value, name.to_owned()))
+        }
+        (Some(value), None) => {
+            tracing::info!(variable = name, "configuration: using {name}");
+            Some((value, name.to_owned()))
+        }
+        (None, Some(value)) => {
+            tracing::info!(
+                variable = seed_name,
+                "configuration: using {seed_name} (the seed system's name for {name})"
+            );
+            Some((value, seed_name.to_owned()))
+        }
+        (None, None) => None,
+    }
+}
+
+/// `raw` as an `http://` or `https://` URL with a host, without a trailing
+/// slash; otherwise an error naming `variable`, so that a typo stops the
+/// service at start instead of failing every request later.
+pub fn http_url(variable: &str, raw: &str) -> Result<String, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid {
+        name: variable.to_owned(),
+        message: format!("{raw:?} is not a usable URL: {why}"),
+    };
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host".into()));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +156,47 @@ mod tests {
         unsafe { std::env::set_var("VCS_TEST_NUM", "twelve") };
         let err = env_parse::<u32>("VCS_TEST_NUM", 1).unwrap_err();
         assert!(err.to_string().starts_with("VCS_TEST_NUM:"), "{err}");
+    }
+
+    #[test]
+    fn http_urls_are_checked_and_lose_their_trailing_slash() {
+        assert_eq!(
+            http_url("V", "http://ollama:11434/").unwrap(),
+            "http://ollama:11434"
+        );
+        assert_eq!(
+            http_url("V", "https://api.example.com/base").unwrap(),
+            "https://api.example.com/base"
+        );
+        for bad in [
+            "ollama:11434",
+            "not a url",
+            "ftp://x",
+            "http://",
+            "/relative",
+        ] {
+            let err = http_url("OLLAMA_BASE_URL", bad).unwrap_err().to_string();
+            assert!(err.starts_with("OLLAMA_BASE_URL: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_projects_name_wins_over_the_seeds() {
+        // SAFETY: this test owns these variable names; no other test reads them.
+        unsafe {
+            std::env::set_var("VCS_TEST_OWN", "own");
+            std::env::set_var("VCS_TEST_SEED", "seed");
+        }
+        assert_eq!(
+            env_string_or_seed("VCS_TEST_OWN", "VCS_TEST_SEED"),
+            Some(("own".into(), "VCS_TEST_OWN".into()))
+        );
+        unsafe { std::env::remove_var("VCS_TEST_OWN") };
+        assert_eq!(
+            env_string_or_seed("VCS_TEST_OWN", "VCS_TEST_SEED"),
+            Some(("seed".into(), "VCS_TEST_SEED".into()))
+        );
+        unsafe { std::env::remove_var("VCS_TEST_SEED") };
+        assert_eq!(env_string_or_seed("VCS_TEST_OWN", "VCS_TEST_SEED"), None);
     }
 }

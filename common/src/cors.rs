@@ -45,7 +45,9 @@ impl AllowedOrigins {
     }
 
     /// The layer to add to a router; `None` when no origin is allowed.
-    pub fn layer(&self) -> Option<CorsLayer> {
+    /// `exposed` names the response headers a browser client may read
+    /// (each service knows its own).
+    pub fn layer(&self, exposed: &[&'static str]) -> Option<CorsLayer> {
         let allow = match self {
             Self::None => return None,
             Self::Any => AllowOrigin::any(),
@@ -61,15 +63,17 @@ impl AllowedOrigins {
                 .allow_origin(allow)
                 .allow_methods([Method::GET, Method::POST, Method::DELETE])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-                .expose_headers(EXPOSED.map(HeaderName::from_static))
+                .expose_headers(
+                    exposed
+                        .iter()
+                        .copied()
+                        .map(HeaderName::from_static)
+                        .collect::<Vec<_>>(),
+                )
                 .max_age(std::time::Duration::from_secs(600)),
         )
     }
 }
-
-/// Response headers a browser client may read: the voice service's TTS
-/// metadata.
-const EXPOSED: [&str; 4] = ["x-voice-engine", "x-voice-name", "x-sample-rate", "x-cache"];
 
 /// An origin is `scheme://host[:port]`: no path, no trailing slash (browsers
 /// send it exactly so, and a mismatch would silently never match).
@@ -104,8 +108,8 @@ mod tests {
                 "https://app.example.com".into()
             ])
         );
-        assert!(AllowedOrigins::None.layer().is_none());
-        assert!(AllowedOrigins::Any.layer().is_some());
+        assert!(AllowedOrigins::None.layer(&[]).is_none());
+        assert!(AllowedOrigins::Any.layer(&["x-cache"]).is_some());
     }
 
     #[test]

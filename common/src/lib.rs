@@ -1,7 +1,9 @@
-//! Pieces both services need and must behave identically in: token checks,
+//! Pieces both services need and must behave identically in: the service
+//! shell (process, listener, router, start errors), token checks,
 //! configuration from the environment, the `/health` shape, HTTP metrics,
-//! the JSON error shape, serving with request deadlines, shutdown signals
-//! and log setup.
+//! the JSON error shape, serving with request deadlines, shutdown signals,
+//! log setup, the Redis connection, WebSocket authentication and close
+//! codes, and the speech-to-text profiles.
 
 pub mod api_error;
 pub mod auth;
@@ -9,8 +11,10 @@ pub mod config;
 pub mod cors;
 pub mod health;
 pub mod http_metrics;
+pub mod redis;
 pub mod serve;
+pub mod service;
 pub mod shutdown;
 pub mod stt_profile;
 pub mod telemetry;
-pub mod ws_close;
+pub mod ws;

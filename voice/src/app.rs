@@ -3,34 +3,18 @@
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cache::{CacheError, ResultCache};
+use voicechat_common::service::{ServiceRouter, StartError};
+
+use crate::cache::ResultCache;
 use crate::config::VoiceConfig;
 use crate::engines::Engines;
 use crate::metrics::VoiceMetrics;
 use crate::routes::{native, openai, ops, stream};
 use crate::state::AppState;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("configuration: {0}")]
-    Config(#[from] voicechat_common::config::ConfigError),
-    #[error("{0}")]
-    Cache(#[from] CacheError),
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
-}
 
 impl AppState {
     pub fn from_config(config: VoiceConfig) -> Result<Self, StartError> {
@@ -75,11 +59,13 @@ impl AppState {
     }
 }
 
+/// Response headers a browser client may read: the TTS metadata.
+const EXPOSED_HEADERS: &[&str] = &["x-voice-engine", "x-voice-name", "x-sample-rate", "x-cache"];
+
 pub fn router(state: AppState) -> Router {
     // Audio uploads may be large; everything else is small JSON.
     let body_limit = state.config.max_audio_bytes + 64 * 1024;
-    let cors = state.config.cors.layer();
-    let router = Router::new()
+    let routes = Router::new()
         .route("/api/v1/tts", post(native::tts))
         .route("/api/v1/stt", post(native::stt))
         .route("/api/v1/voices", get(native::voices))
@@ -89,22 +75,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         .route("/v1/audio/voices", get(openai::voices))
         .route("/v1/models", get(openai::models))
-        .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
         .route("/startupz", get(ops::startupz))
-        .route("/health", get(ops::health))
-        .route("/metrics", get(ops::metrics))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.http.clone(),
-            voicechat_common::http_metrics::track,
-        ));
-    // Outermost, so that preflight requests are answered before auth.
-    match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    }
-    .with_state(state)
+        .route("/health", get(ops::health));
+    let config = state.config.clone();
+    ServiceRouter::new(
+        routes,
+        &state.metrics.registry,
+        &state.metrics.http,
+        body_limit,
+    )
+    .finish(&config.cors, EXPOSED_HEADERS, state)
 }
 
 /// Serves until `stop` resolves; requests in flight finish first.

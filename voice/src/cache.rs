@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
+use voicechat_common::redis::RedisUrlError;
 
 pub struct ResultCache {
     conn: Option<ConnectionManager>,
@@ -30,22 +31,10 @@ pub fn key(kind: &str, parts: &[&[u8]]) -> String {
 }
 
 impl ResultCache {
-    pub fn new(url: Option<&str>, ttl: Duration, timeout: Duration) -> Result<Self, CacheError> {
+    pub fn new(url: Option<&str>, ttl: Duration, timeout: Duration) -> Result<Self, RedisUrlError> {
         let conn = match url {
             None => None,
-            Some(url) => {
-                let client = redis::Client::open(url)
-                    .map_err(|e| CacheError(format!("bad REDIS_URL: {e}")))?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                Some(
-                    ConnectionManager::new_lazy_with_config(client, config)
-                        .map_err(|e| CacheError(e.to_string()))?,
-                )
-            }
+            Some(url) => Some(voicechat_common::redis::connect_lazy(url, timeout)?),
         };
         Ok(Self { conn, ttl, timeout })
     }

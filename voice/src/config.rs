@@ -92,14 +92,7 @@ pub fn parse_engines(
 
 impl VoiceConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let port: u16 = config::env_parse("VOICE_PORT", 8006)?;
-        let bind = config::env_string("VOICE_BIND").unwrap_or_else(|| "0.0.0.0".into());
-        let listen = format!("{bind}:{port}")
-            .parse()
-            .map_err(|e| ConfigError::Invalid {
-                name: "VOICE_BIND".into(),
-                message: format!("{bind}:{port}: {e}"),
-            })?;
+        let listen = voicechat_common::service::listen_addr("VOICE_BIND", "VOICE_PORT", 8006)?;
         let profile = match config::env_string("STT_PROFILE")
             .map(|p| p.to_ascii_lowercase())
             .as_deref()

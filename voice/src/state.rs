@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
-use voicechat_common::auth::TokenVerifier;
+use voicechat_common::auth::{TokenVerifier, VerifiesTokens};
 
 use crate::cache::ResultCache;
 use crate::config::VoiceConfig;
@@ -20,4 +20,10 @@ pub struct AppState {
     pub metrics: VoiceMetrics,
     /// Bounds concurrent inference: each call uses all `STT_THREADS`.
     pub inference: Arc<Semaphore>,
+}
+
+impl VerifiesTokens for AppState {
+    fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
 }

@@ -1,4 +1,5 @@
-//! `/livez`, `/readyz`, `/health`, `/metrics`.
+//! `/startupz`, `/readyz` and `/health` (`/livez` and `/metrics` are the
+//! service shell's).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,10 +11,6 @@ use axum::response::{IntoResponse, Response};
 use voicechat_common::health::{DependencyHealth, HealthReport};
 
 use crate::state::AppState;
-
-pub async fn livez() -> &'static str {
-    "ok"
-}
 
 /// 503 while the models are loading, 200 once loading has finished,
 /// whatever it found: the startup probe, so that a pod whose models are
@@ -73,8 +70,4 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthReport> {
         dependencies,
         0,
     ))
-}
-
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    voicechat_common::http_metrics::render(&state.metrics.registry)
 }

@@ -8,15 +8,13 @@
 //! Close codes: 4001 unauthorized, 4400 bad parameters, 1009 frame or
 //! stream too large, 1007 invalid UTF-8 in a text frame.
 
-use std::time::Duration;
-
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use voicechat_common::auth::{AuthError, websocket_token};
+use voicechat_common::ws::{self, close, code};
 
 use crate::state::AppState;
 use crate::stt::router::{self, RouteRequest};
@@ -38,41 +36,17 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let token = websocket_token(query.token.as_deref(), &headers);
-    let mut ws = ws
+    let ws = ws
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES);
-    if token.is_some_and(|(_, via_protocol)| via_protocol) {
-        ws = ws.protocols(["bearer"]);
-    }
-    let auth = match token {
-        Some((t, _)) => state.verifier.verify(t).await.map(|_| ()),
-        None => Err(AuthError::Missing),
-    };
+    let (ws, auth) =
+        ws::authenticate_upgrade(ws, query.token.as_deref(), &headers, &state.verifier).await;
     ws.on_upgrade(move |socket| async move {
         match auth {
-            Ok(()) => run(socket, state, query).await,
-            Err(e) => close(socket, 4001, &e.to_string()).await,
+            Ok(_) => run(socket, state, query).await,
+            Err(e) => ws::refuse(socket, &e).await,
         }
     })
-}
-
-async fn close(mut socket: WebSocket, code: u16, reason: &str) {
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
-    // Wait briefly for the client's close so it reads our code.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(Ok(m)) = socket.recv().await {
-            if matches!(m, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 async fn send(socket: &mut WebSocket, value: serde_json::Value) -> bool {
@@ -90,7 +64,7 @@ fn final_event(t: &Transcript, engine: &str, reason: &str) -> serde_json::Value 
 
 async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
     let Some(engines) = state.engines.get().cloned() else {
-        return close(socket, 1013, "models are still loading").await;
+        return close(socket, code::TRY_AGAIN_LATER, "models are still loading").await;
     };
     let grammar = match query
         .grammar
@@ -99,7 +73,7 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
         .transpose()
     {
         Ok(g) => g,
-        Err(e) => return close(socket, 4400, &format!("grammar: {e}")).await,
+        Err(e) => return close(socket, code::BAD_REQUEST, &format!("grammar: {e}")).await,
     };
     let language = query.language.map(|l| l.to_ascii_lowercase());
     let facts = engines.stt_facts(language.as_deref());
@@ -116,7 +90,7 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
         state.config.vosk_max_secs,
     ) {
         Ok(order) => order[0],
-        Err(e) => return close(socket, 4400, &e.to_string()).await,
+        Err(e) => return close(socket, code::BAD_REQUEST, &e.to_string()).await,
     };
     let options = SttOptions { language, grammar };
     let engine_name = engines.stt[index].name();
@@ -161,7 +135,7 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
             frame = socket.recv() => {
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
-                    Some(Err(e)) => match voicechat_common::ws_close::for_read_error(e) {
+                    Some(Err(e)) => match ws::for_read_error(e) {
                         Some((code, reason)) => return close(socket, code, reason).await,
                         None => break,
                     },
@@ -175,7 +149,7 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
                         }
                         received += bytes.len() / 2;
                         if received > max_samples {
-                            return close(socket, 1009, "stream longer than the audio limit").await;
+                            return close(socket, code::TOO_BIG, "stream longer than the audio limit").await;
                         }
                         let samples = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
                         if audio_tx.send(Some(samples)).is_err() {

@@ -1,52 +1,14 @@
-//! Who is calling: bearer-token extraction and verification.
-//!
-//! Two verifiers, chosen by configuration:
-//! - local: a JWT checked against a key with the algorithm pinned (HS256 with
-//!   a shared secret by default; RS256/ES256 with a public key), `exp`
-//!   required, `iss`/`aud` checked when configured;
-//! - remote: the token is POSTed to a verify URL (as the original system did)
-//!   and the verdict cached briefly, keyed by a hash of the token.
-//!
-//! Tokens never reach a log line or an error message.
+//! Local JWT verification with a pinned algorithm, and minting tokens for
+//! demos and tests.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::http::HeaderMap;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::config::{self, ConfigError};
-
-/// Tokens longer than this are refused before any parsing.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// HS256 secrets shorter than this are refused at start-up: a short shared
-/// secret can be brute-forced offline from any captured token.
-pub const MIN_HS256_SECRET_BYTES: usize = 32;
-
-/// The authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user_id: String,
-}
-
-/// Why a token was refused. Messages are safe to send to the client.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("missing bearer token")]
-    Missing,
-    #[error("token is larger than {MAX_TOKEN_BYTES} bytes")]
-    TooLarge,
-    #[error("token expired")]
-    Expired,
-    #[error("invalid token: {0}")]
-    Invalid(&'static str),
-    #[error("token verification service unavailable")]
-    VerifierUnavailable,
-}
+use super::{AuthError, MIN_HS256_SECRET_BYTES, Principal, check_size, principal_from};
+use crate::config::ConfigError;
 
 /// Claims read from a token. `user_id` is accepted for tokens minted by the
 /// original Python system; `sub` is the standard place.
@@ -63,15 +25,6 @@ struct Claims {
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
-}
-
-/// The user id rules shared by both verifiers: non-empty, bounded, printable.
-fn principal_from(user: Option<String>) -> Result<Principal, AuthError> {
-    let user_id = user.ok_or(AuthError::Invalid("no sub claim"))?;
-    if user_id.is_empty() || user_id.len() > 256 || user_id.chars().any(char::is_control) {
-        return Err(AuthError::Invalid("unusable sub claim"));
-    }
-    Ok(Principal { user_id })
 }
 
 /// Settings for local JWT verification.
@@ -245,281 +198,15 @@ fn classify(kind: &ErrorKind) -> AuthError {
     }
 }
 
-fn check_size(token: &str) -> Result<(), AuthError> {
-    if token.is_empty() {
-        return Err(AuthError::Missing);
-    }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(AuthError::TooLarge);
-    }
-    Ok(())
-}
-
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Verification by a remote service: `POST {url}` with `{"token": "..."}`;
-/// a 200 answer `{"valid": true, "user_id"|"sub": "..."}` accepts, a 401/403
-/// or `valid: false` refuses, anything else is an outage (not cached).
-pub struct RemoteVerifier {
-    url: String,
-    http: reqwest::Client,
-    ttl: Duration,
-    cache: Mutex<HashMap<[u8; 32], CachedVerdict>>,
-}
-
-/// When a verdict was fetched, and what it was.
-type CachedVerdict = (Instant, Result<Principal, AuthError>);
-
-/// Bounds the verdict cache; when full it is cleared rather than evicted
-/// entry by entry: verdicts are cheap to fetch again.
-const REMOTE_CACHE_MAX_ENTRIES: usize = 10_000;
-
-#[derive(Deserialize)]
-struct RemoteVerdict {
-    #[serde(default)]
-    valid: Option<bool>,
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    sub: Option<String>,
-}
-
-impl RemoteVerifier {
-    pub fn new(url: String, ttl: Duration, timeout: Duration) -> Result<Self, ConfigError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ConfigError::Invalid {
-                name: "AUTH_VERIFY_URL".into(),
-                message: e.to_string(),
-            })?;
-        Ok(Self {
-            url,
-            http,
-            ttl,
-            cache: Mutex::new(HashMap::new()),
-        })
-    }
-
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        check_size(token)?;
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.cached(&key) {
-            return hit;
-        }
-        let verdict = self.ask(token).await;
-        if !matches!(verdict, Err(AuthError::VerifierUnavailable)) {
-            self.remember(key, verdict.clone());
-        }
-        verdict
-    }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<Result<Principal, AuthError>> {
-        let cache = self.cache.lock().ok()?;
-        cache
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn remember(&self, key: [u8; 32], verdict: Result<Principal, AuthError>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= REMOTE_CACHE_MAX_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now(), verdict));
-        }
-    }
-
-    async fn ask(&self, token: &str) -> Result<Principal, AuthError> {
-        let response = self
-            .http
-            .post(&self.url)
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "token": token }))
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e.without_url(), "token verification service unreachable");
-                AuthError::VerifierUnavailable
-            })?;
-        let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(AuthError::Invalid("refused by verification service"));
-        }
-        if !status.is_success() {
-            tracing::warn!(%status, "token verification service failed");
-            return Err(AuthError::VerifierUnavailable);
-        }
-        let verdict: RemoteVerdict = response
-            .json()
-            .await
-            .map_err(|_| AuthError::VerifierUnavailable)?;
-        if verdict.valid == Some(false) {
-            return Err(AuthError::Invalid("refused by verification service"));
-        }
-        principal_from(verdict.user_id.or(verdict.sub))
-    }
-}
-
-/// The configured verifier.
-pub enum TokenVerifier {
-    Local(JwtVerifier),
-    Remote(RemoteVerifier),
-}
-
-impl TokenVerifier {
-    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        match self {
-            Self::Local(v) => v.verify(token),
-            Self::Remote(v) => v.verify(token).await,
-        }
-    }
-}
-
-/// Authentication settings, read from the environment:
-///
-/// | variable | default | meaning |
-/// |---|---|---|
-/// | `AUTH_VERIFY_URL` | unset | remote verification instead of local JWT checks |
-/// | `AUTH_VERIFY_CACHE_SECS` | 30 | how long a remote verdict is reused |
-/// | `JWT_ALGORITHM` | HS256 | HS256, RS256 or ES256 (the only one accepted) |
-/// | `JWT_SECRET_FILE` / `JWT_SECRET` | — | HS256 shared secret (≥ 32 bytes) |
-/// | `JWT_PUBLIC_KEY_FILE` | — | PEM public key for RS256/ES256 |
-/// | `JWT_ISSUER`, `JWT_AUDIENCE` | unset | required `iss`/`aud` when set |
-/// | `JWT_LEEWAY_SECS` | 30 | clock skew allowed on `exp`/`nbf` |
-#[derive(Debug, Clone)]
-pub enum AuthSettings {
-    Local(JwtSettings),
-    Remote { url: String, cache_ttl: Duration },
-}
-
-impl AuthSettings {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        if let Some(url) = config::env_string("AUTH_VERIFY_URL") {
-            let secs = config::env_parse("AUTH_VERIFY_CACHE_SECS", 30u64)?;
-            return Ok(Self::Remote {
-                url,
-                cache_ttl: Duration::from_secs(secs),
-            });
-        }
-        let algorithm = match config::env_string("JWT_ALGORITHM").as_deref() {
-            None | Some("HS256") => Algorithm::HS256,
-            Some("RS256") => Algorithm::RS256,
-            Some("ES256") => Algorithm::ES256,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "JWT_ALGORITHM".into(),
-                    message: format!("{other:?} is not one of HS256, RS256, ES256"),
-                });
-            }
-        };
-        let settings = if algorithm == Algorithm::HS256 {
-            let secret = config::secret("JWT_SECRET")?.ok_or_else(|| ConfigError::Missing {
-                name: "JWT_SECRET_FILE or JWT_SECRET".into(),
-                hint: "the HS256 secret shared with whoever issues tokens".into(),
-            })?;
-            JwtSettings::hs256(secret.into_bytes())?
-        } else {
-            let path =
-                config::env_string("JWT_PUBLIC_KEY_FILE").ok_or_else(|| ConfigError::Missing {
-                    name: "JWT_PUBLIC_KEY_FILE".into(),
-                    hint: format!("a PEM public key for {algorithm:?}"),
-                })?;
-            let pem = std::fs::read(&path).map_err(|source| ConfigError::File {
-                name: "JWT_PUBLIC_KEY_FILE".into(),
-                path,
-                source,
-            })?;
-            JwtSettings::public_key(algorithm, pem)
-        };
-        Ok(Self::Local(
-            settings
-                .with_issuer(config::env_string("JWT_ISSUER"))
-                .with_audience(config::env_string("JWT_AUDIENCE"))
-                .with_leeway(config::env_parse("JWT_LEEWAY_SECS", 30u64)?),
-        ))
-    }
-
-    pub fn verifier(&self) -> Result<TokenVerifier, ConfigError> {
-        Ok(match self {
-            Self::Local(s) => TokenVerifier::Local(JwtVerifier::new(s)?),
-            Self::Remote { url, cache_ttl } => TokenVerifier::Remote(RemoteVerifier::new(
-                url.clone(),
-                *cache_ttl,
-                Duration::from_secs(5),
-            )?),
-        })
-    }
-}
-
-/// `Authorization: Bearer <token>`.
-pub fn bearer_from_headers(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-/// `Sec-WebSocket-Protocol: bearer, <token>`: browsers cannot set headers on
-/// a WebSocket, but they can offer subprotocols.
-pub fn bearer_from_ws_protocols(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)?
-        .to_str()
-        .ok()?;
-    let mut parts = value.split(',').map(str::trim);
-    let first = parts.next()?;
-    if !first.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    parts.next().filter(|t| !t.is_empty())
-}
-
-/// The token of a WebSocket handshake: `?token=` (the original system's
-/// form), `Authorization: Bearer`, or the subprotocol offer
-/// `bearer, <token>`. The flag says it came as a subprotocol, in which case
-/// the server must select `bearer` or browsers fail the handshake.
-pub fn websocket_token<'a>(
-    query: Option<&'a str>,
-    headers: &'a HeaderMap,
-) -> Option<(&'a str, bool)> {
-    query
-        .map(|t| (t, false))
-        .or_else(|| bearer_from_headers(headers).map(|t| (t, false)))
-        .or_else(|| bearer_from_ws_protocols(headers).map(|t| (t, true)))
-}
-
-/// Authenticates a REST request from its `Authorization: Bearer` header,
-/// as both services do: 401 for a missing or refused token, 503 when the
-/// remote verifier is down.
-pub async fn authenticate(
-    verifier: &TokenVerifier,
-    headers: &HeaderMap,
-) -> Result<Principal, crate::api_error::ApiError> {
-    use crate::api_error::ApiError;
-    let token = bearer_from_headers(headers).ok_or(AuthError::Missing);
-    let verdict = match token {
-        Ok(t) => verifier.verify(t).await,
-        Err(e) => Err(e),
-    };
-    verdict.map_err(|e| match e {
-        AuthError::VerifierUnavailable => ApiError::unavailable("auth_unavailable", e.to_string()),
-        _ => ApiError::unauthorized(e.to_string()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::MAX_TOKEN_BYTES;
     use super::*;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
@@ -675,18 +362,5 @@ mod tests {
             JwtVerifier::new(&s).unwrap().verify(&t).unwrap().user_id,
             "carol"
         );
-    }
-
-    #[test]
-    fn extracts_tokens_from_headers() {
-        let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer abc".parse().unwrap());
-        h.insert("sec-websocket-protocol", "bearer, xyz".parse().unwrap());
-        assert_eq!(bearer_from_headers(&h), Some("abc"));
-        assert_eq!(bearer_from_ws_protocols(&h), Some("xyz"));
-        h.insert("authorization", "Basic abc".parse().unwrap());
-        h.insert("sec-websocket-protocol", "chat, xyz".parse().unwrap());
-        assert_eq!(bearer_from_headers(&h), None);
-        assert_eq!(bearer_from_ws_protocols(&h), None);
     }
 }
