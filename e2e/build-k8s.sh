@@ -14,9 +14,9 @@
 # has a main package and is already in k8s.io/kubernetes' module graph at the
 # version Kubernetes tests with, so it is built from the same wrapper.
 #
-# Needs Go >= the release's `go` directive; if `go` is missing or too old, a
-# toolchain is fetched from the Go module proxy (golang.org/toolchain), which
-# is reachable wherever Go modules are.
+# Needs Go >= the release's `go` directive; if `go` is missing or too old,
+# scripts/lib/go-toolchain.sh has the go command fetch that release through
+# the Go module proxy, which is reachable wherever Go modules are.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
@@ -61,7 +61,9 @@ mkdir -p "$src" "$out"
 staging_version="v0.${K8S_VERSION#v1.}"
 
 log "preparing the wrapper module for k8s.io/kubernetes $K8S_VERSION"
-kube_mod="$(curl -fsSL --retry 3 "https://proxy.golang.org/k8s.io/kubernetes/@v/$K8S_VERSION.mod")"
+# The go command fetches it through the machine's Go module proxy settings.
+kube_gomod="$(go_download_field "k8s.io/kubernetes@$K8S_VERSION" GoMod)"
+kube_mod="$(cat "$kube_gomod")"
 go_directive="$(printf '%s\n' "$kube_mod" | awk '$1 == "go" {print $2; exit}')"
 {
   echo "module voicechat.dev/k8s-build"
