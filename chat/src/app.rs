@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ChatConfig;
-use crate::history::{HistoryError, HistoryStore};
+use crate::history::{HistoryError, RedisHistory};
 use crate::llm::{self, LlmError};
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
@@ -43,7 +43,7 @@ pub enum StartError {
 impl AppState {
     pub fn from_config(config: ChatConfig) -> Result<Self, StartError> {
         let verifier = config.auth.verifier()?;
-        let history = HistoryStore::new(config.history.clone())?;
+        let history = RedisHistory::new(config.history.clone())?;
         let llm = llm::from_settings(&config.llm)?;
         let llm_slots = Arc::new(Semaphore::new(config.llm.max_concurrent_requests));
         Ok(Self {

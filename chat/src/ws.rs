@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use voicechat_common::auth::{AuthError, Principal, websocket_token};
 
 use crate::conversation::{Conversation, OpenError, admit};
+use crate::metrics::GaugeGuard;
 use crate::protocol::{ClientMessage, ServerEvent};
 use crate::state::AppState;
 
@@ -110,15 +111,6 @@ where
 
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
-/// Decrements the open-connection gauge however the socket task ends.
-struct ConnectionGuard(prometheus::IntGauge);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 enum Control {
     Ping,
     Close(u16, &'static str),
@@ -164,8 +156,7 @@ async fn write_loop(
 
 async fn run(socket: WebSocket, state: AppState, principal: Principal, session_id: Option<String>) {
     state.metrics.ws_opened.inc();
-    state.metrics.ws_active.inc();
-    let _guard = ConnectionGuard(state.metrics.ws_active.clone());
+    let _active = GaugeGuard::inc(&state.metrics.ws_active);
 
     let opened = match Conversation::open(&state, &principal.user_id, session_id).await {
         Ok(opened) => opened,
@@ -174,10 +165,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
                 OpenError::InvalidSessionId => CLOSE_BAD_REQUEST,
                 OpenError::Forbidden => CLOSE_FORBIDDEN,
             };
-            state.metrics.error(match e {
-                OpenError::InvalidSessionId => "invalid_session_id",
-                OpenError::Forbidden => "forbidden",
-            });
+            state.metrics.error(e.code());
             close(socket, code, &e.to_string()).await;
             return;
         }

@@ -5,6 +5,8 @@
 mod lines;
 pub mod ollama;
 pub mod openai;
+#[cfg(test)]
+pub mod scripted;
 
 use std::pin::Pin;
 
@@ -51,8 +53,8 @@ pub enum LlmError {
 }
 
 impl LlmError {
-    /// Stable category: metric label and the client-facing error code.
-    pub fn category(&self) -> &'static str {
+    /// Stable code: metric label and the client-facing error code.
+    pub fn code(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "llm_unavailable",
             Self::Status { .. } => "llm_http_error",
