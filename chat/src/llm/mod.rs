@@ -130,6 +130,21 @@ async fn status_error(response: reqwest::Response) -> LlmError {
     LlmError::Status { status, message }
 }
 
+/// Posts a streamed chat request (the body both protocols share) and,
+/// once the server has accepted it, returns the lines of its answer.
+async fn post_chat(
+    request: reqwest::RequestBuilder,
+    model: &str,
+    messages: &[PromptMessage],
+) -> Result<impl Stream<Item = Result<String, LlmError>> + Send + use<>, LlmError> {
+    let body = serde_json::json!({ "model": model, "messages": messages, "stream": true });
+    let response = request.json(&body).send().await.map_err(request_error)?;
+    if !response.status().is_success() {
+        return Err(status_error(response).await);
+    }
+    Ok(lines::lines(response.bytes_stream()))
+}
+
 /// Sends a cheap GET and reports whether the server answered 2xx.
 async fn probe_get(request: reqwest::RequestBuilder) -> Result<(), LlmError> {
     let response = request.send().await.map_err(request_error)?;
