@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::ChatConfig;
 use voicechat_common::service::{ServiceRouter, StartError};
 
-use crate::history::HistoryStore;
+use crate::history::RedisHistory;
 use crate::llm;
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
@@ -24,7 +24,7 @@ use crate::{health, rest, ws};
 impl AppState {
     pub fn from_config(config: ChatConfig) -> Result<Self, StartError> {
         let verifier = config.auth.verifier()?;
-        let history = HistoryStore::new(config.history.clone())?;
+        let history = RedisHistory::new(config.history.clone())?;
         let llm = llm::from_settings(&config.llm).map_err(|e| StartError::part("LLM client", e))?;
         let llm_slots = Arc::new(Semaphore::new(config.llm.max_concurrent_requests));
         Ok(Self {

@@ -2,16 +2,22 @@
 //! the user message, stream the answer from the LLM, store the answer),
 //! independent of the transport (WebSocket or server-sent events).
 
+mod admission;
+mod answer;
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::admission::{InputError, admit};
+use self::answer::{Answer, AnswerEnd};
 use crate::history::{Claim, HistoryError, StoredMessage, valid_session_id};
-use crate::llm::{LlmError, PromptMessage, Role};
-use crate::protocol::{ServerEvent, Timing};
+use crate::llm::{PromptMessage, Role};
+use crate::protocol::ServerEvent;
 use crate::state::AppState;
 
 /// Why a conversation could not be opened.
@@ -23,43 +29,14 @@ pub enum OpenError {
     Forbidden,
 }
 
-/// Why a user message was refused before anything was stored.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    #[error("message is empty")]
-    Empty,
-    #[error("message is {chars} characters; the limit is {limit}")]
-    TooLong { chars: usize, limit: usize },
-    #[error("too many messages: the limit is {0} per minute")]
-    RateLimited(u32),
-}
-
-impl InputError {
+impl OpenError {
+    /// Stable code: metric label and the client-facing error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Empty => "empty_message",
-            Self::TooLong { .. } => "message_too_large",
-            Self::RateLimited(_) => "rate_limited",
+            Self::InvalidSessionId => "invalid_session_id",
+            Self::Forbidden => "forbidden",
         }
     }
-}
-
-/// Checks a user message; consumes rate-limit allowance only when it is otherwise valid.
-pub fn admit(state: &AppState, user_id: &str, text: &str) -> Result<(), InputError> {
-    if text.trim().is_empty() {
-        return Err(InputError::Empty);
-    }
-    let limit = state.config.limits.max_message_chars;
-    let chars = text.chars().count();
-    if chars > limit {
-        return Err(InputError::TooLong { chars, limit });
-    }
-    if !state.limiter.allow(user_id) {
-        return Err(InputError::RateLimited(
-            state.config.limits.messages_per_minute,
-        ));
-    }
-    Ok(())
 }
 
 /// How a turn ended.
@@ -75,7 +52,7 @@ pub enum TurnOutcome {
 pub struct Conversation {
     pub session_id: String,
     pub user_id: String,
-    /// Whether the session exists in Redis as this user's.
+    /// Whether the session exists in the history store as this user's.
     claimed: bool,
     /// Whether the session existed before this conversation.
     pub existed: bool,
@@ -159,7 +136,7 @@ impl Conversation {
     }
 
     fn note_history_error(&self, state: &AppState, e: &HistoryError) {
-        state.metrics.error(e.category());
+        state.metrics.error(e.code());
         tracing::warn!(session_id = %self.session_id, error = %e, "history unavailable");
     }
 
@@ -227,124 +204,110 @@ impl Conversation {
         cancel: &CancellationToken,
     ) -> TurnOutcome {
         let started = Instant::now();
+        let reply_to = match self.accept(state, text, out).await {
+            Ok(user_message_id) => user_message_id,
+            Err(outcome) => return outcome,
+        };
+        let answer = answer::stream_answer(state, self.prompt(state), out, cancel, started).await;
+        let saved = self.store_answer(state, &answer).await;
+        let outcome = match answer.end {
+            AnswerEnd::Complete => TurnOutcome::Answered,
+            AnswerEnd::Cancelled => TurnOutcome::Cancelled,
+            AnswerEnd::Failed(_) => TurnOutcome::Failed,
+        };
+        self.report_end(state, answer, reply_to, saved, out).await;
+        outcome
+    }
+
+    /// Stores the user's message and acknowledges it; returns its id, or
+    /// how the turn ended when it ends here.
+    async fn accept(
+        &mut self,
+        state: &AppState,
+        text: String,
+        out: &mpsc::Sender<ServerEvent>,
+    ) -> Result<String, TurnOutcome> {
         let user_message = StoredMessage::new(Role::User, text);
         let saved = match self.persist(state, &user_message).await {
             Ok(saved) => saved,
-            Err(_) => {
-                Self::emit(
-                    out,
-                    ServerEvent::error("forbidden", "session belongs to another user"),
-                )
-                .await;
-                return TurnOutcome::Refused;
+            Err(e) => {
+                Self::emit(out, ServerEvent::error(e.code(), e.to_string())).await;
+                return Err(TurnOutcome::Refused);
             }
         };
         self.report_saved(saved, out).await;
-        let reply_to = user_message.id.clone();
+        let id = user_message.id.clone();
         state.metrics.messages.with_label_values(&["in"]).inc();
-        if !Self::emit(
-            out,
-            ServerEvent::Ack {
-                message_id: reply_to.clone(),
-                persisted: saved,
-            },
-        )
-        .await
-        {
-            return TurnOutcome::Cancelled;
+        let ack = ServerEvent::Ack {
+            message_id: id.clone(),
+            persisted: saved,
+        };
+        if !Self::emit(out, ack).await {
+            return Err(TurnOutcome::Cancelled);
         }
         self.remember(user_message, state);
+        Ok(id)
+    }
 
-        let answer_id = uuid::Uuid::new_v4().to_string();
-        let mut answer = String::new();
-        let mut tokens = 0u64;
-        let mut first_token = None;
-        let streamed = self.stream_answer(
-            state,
-            out,
-            &answer_id,
-            &mut answer,
-            &mut tokens,
-            &mut first_token,
-            started,
-        );
-        let result = tokio::select! {
-            r = tokio::time::timeout(state.config.llm.total_timeout, streamed) => match r {
-                Ok(r) => r.map(|()| true),
-                Err(_) => Err(LlmError::Timeout("answer")),
-            },
-            () = cancel.cancelled() => Ok(false),
-            () = out.closed() => Ok(false),
-        };
-
-        let total = started.elapsed();
-        let mut assistant = StoredMessage::new(Role::Assistant, answer);
-        assistant.id = answer_id.clone();
-        let outcome = match &result {
-            Ok(true) => TurnOutcome::Answered,
-            Ok(false) => TurnOutcome::Cancelled,
-            Err(_) => TurnOutcome::Failed,
-        };
-        assistant.interrupted = outcome != TurnOutcome::Answered;
-        // A failed answer with nothing streamed leaves no assistant message:
-        // the history then shows an unanswered user message, which is true.
-        let store_answer = outcome == TurnOutcome::Answered || !assistant.content.is_empty();
-        let answer_saved = if store_answer {
-            let saved = self.persist(state, &assistant).await.unwrap_or(false);
-            self.remember(assistant.clone(), state);
-            saved
-        } else {
-            false
-        };
-
-        match result {
-            Ok(true) => {
-                state.metrics.messages.with_label_values(&["out"]).inc();
-                state.metrics.llm_duration.observe(total.as_secs_f64());
-                self.report_saved(answer_saved, out).await;
-                Self::emit(
-                    out,
-                    ServerEvent::Done {
-                        message_id: answer_id,
-                        reply_to,
-                        content: assistant.content,
-                        persisted: answer_saved,
-                        tokens,
-                        timing: Timing {
-                            first_token_ms: first_token.map(|d: std::time::Duration| millis(d)),
-                            total_ms: millis(total),
-                        },
-                    },
-                )
-                .await;
-            }
-            Ok(false) => {
-                state.metrics.error("cancelled");
-                Self::emit(
-                    out,
-                    ServerEvent::Error {
-                        code: "cancelled".into(),
-                        message: "the answer was cancelled".into(),
-                        reply_to: Some(reply_to),
-                    },
-                )
-                .await;
-            }
-            Err(e) => {
-                state.metrics.error(e.category());
-                tracing::warn!(session_id = %self.session_id, backend = state.llm.name(), error = %e, "answer failed");
-                Self::emit(
-                    out,
-                    ServerEvent::Error {
-                        code: e.category().into(),
-                        message: e.to_string(),
-                        reply_to: Some(reply_to),
-                    },
-                )
-                .await;
-            }
+    /// Stores the answer and keeps it as context; returns whether it was
+    /// stored. A failed answer with nothing streamed leaves no assistant
+    /// message: the history then shows an unanswered user message, which
+    /// is true.
+    async fn store_answer(&mut self, state: &AppState, answer: &Answer) -> bool {
+        if !answer.is_complete() && answer.streamed.text.is_empty() {
+            return false;
         }
-        outcome
+        let message = answer.message();
+        let saved = self.persist(state, &message).await.unwrap_or(false);
+        self.remember(message, state);
+        saved
+    }
+
+    /// Tells the client how the answer ended.
+    async fn report_end(
+        &mut self,
+        state: &AppState,
+        answer: Answer,
+        reply_to: String,
+        saved: bool,
+        out: &mpsc::Sender<ServerEvent>,
+    ) {
+        let timing = answer.timing();
+        let failure = match answer.end {
+            AnswerEnd::Complete => None,
+            AnswerEnd::Cancelled => Some(("cancelled", "the answer was cancelled".to_owned())),
+            AnswerEnd::Failed(e) => {
+                tracing::warn!(session_id = %self.session_id, backend = state.llm.name(), error = %e, "answer failed");
+                Some((e.code(), e.to_string()))
+            }
+        };
+        let event = match failure {
+            None => {
+                state.metrics.messages.with_label_values(&["out"]).inc();
+                state
+                    .metrics
+                    .llm_duration
+                    .observe(answer.total.as_secs_f64());
+                self.report_saved(saved, out).await;
+                ServerEvent::Done {
+                    message_id: answer.id,
+                    reply_to,
+                    content: answer.streamed.text,
+                    persisted: saved,
+                    tokens: answer.streamed.tokens,
+                    timing,
+                }
+            }
+            Some((code, message)) => {
+                state.metrics.error(code);
+                ServerEvent::Error {
+                    code: code.into(),
+                    message,
+                    reply_to: Some(reply_to),
+                }
+            }
+        };
+        Self::emit(out, event).await;
     }
 
     fn prompt(&self, state: &AppState) -> Vec<PromptMessage> {
@@ -367,76 +330,4 @@ impl Conversation {
             });
         system.chain(past).collect()
     }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn stream_answer(
-        &self,
-        state: &AppState,
-        out: &mpsc::Sender<ServerEvent>,
-        answer_id: &str,
-        answer: &mut String,
-        tokens: &mut u64,
-        first_token: &mut Option<std::time::Duration>,
-        started: Instant,
-    ) -> Result<(), LlmError> {
-        let idle = state.config.llm.idle_timeout;
-        // Held until the answer ends; the wait counts against the answer's
-        // total timeout and ends on cancel like the rest of the turn.
-        let _slot = {
-            let _waiting = GaugeGuard::inc(&state.metrics.llm_waiting);
-            state
-                .llm_slots
-                .acquire()
-                .await
-                .map_err(|_| LlmError::Unreachable("LLM request slots are closed".into()))?
-        };
-        let mut stream = tokio::time::timeout(idle, state.llm.stream_chat(self.prompt(state)))
-            .await
-            .map_err(|_| LlmError::Timeout("request"))??;
-        loop {
-            let next = tokio::time::timeout(idle, stream.next())
-                .await
-                .map_err(|_| LlmError::Timeout("stream"))?;
-            let Some(token) = next.transpose()? else {
-                return Ok(());
-            };
-            if first_token.is_none() {
-                let elapsed = started.elapsed();
-                state.metrics.llm_first_token.observe(elapsed.as_secs_f64());
-                *first_token = Some(elapsed);
-            }
-            *tokens += 1;
-            state.metrics.llm_tokens.inc();
-            answer.push_str(&token);
-            let event = ServerEvent::Token {
-                message_id: answer_id.to_owned(),
-                content: token,
-            };
-            if out.send(event).await.is_err() {
-                // The client is gone; `turn` sees `out.closed()` and stops.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
-/// Counts something in a gauge for as long as it lives, so a dropped
-/// (cancelled) future is uncounted too.
-struct GaugeGuard<'a>(&'a prometheus::IntGauge);
-
-impl<'a> GaugeGuard<'a> {
-    fn inc(gauge: &'a prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for GaugeGuard<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

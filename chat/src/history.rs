@@ -1,6 +1,8 @@
-//! Conversation history in Redis.
+//! Conversation history: the messages kept, what a store promises
+//! ([`HistoryStore`], in `store.rs`), and the store the service runs on,
+//! [`RedisHistory`] (the in-memory one for tests is in [`memory`]).
 //!
-//! Keys (the first is the original system's, kept for compatibility):
+//! Redis keys (the first is the original system's, kept for compatibility):
 //! - `chat_history:{session_id}` — list of JSON messages, oldest first,
 //!   trimmed to the configured length, with a TTL refreshed on every write;
 //! - `chat_session:{session_id}` — hash with the owner and creation time;
@@ -8,8 +10,12 @@
 //! - `chat_user_sessions:{user_id}` — sorted set of the user's session ids
 //!   scored by last activity, for listing.
 
+pub mod memory;
+mod store;
+
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
@@ -17,6 +23,8 @@ use voicechat_common::redis::RedisUrlError;
 
 use crate::config::HistorySettings;
 use crate::llm::Role;
+
+pub use store::{Claim, HistoryStore, check_owner};
 
 /// A message as stored and as sent to clients.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +71,8 @@ pub enum HistoryError {
 }
 
 impl HistoryError {
-    pub fn category(&self) -> &'static str {
+    /// Stable code: metric label and the client-facing error code.
+    pub fn code(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "history_unavailable",
             Self::Forbidden => "forbidden",
@@ -78,15 +87,6 @@ impl From<redis::RedisError> for HistoryError {
         // the command; neither carries message content.
         Self::Unavailable(e.to_string())
     }
-}
-
-/// Who owns a session after a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The session did not exist and now belongs to the caller.
-    Created,
-    /// It already belonged to the caller.
-    Owned,
 }
 
 pub fn history_key(session_id: &str) -> String {
@@ -104,12 +104,13 @@ fn user_sessions_key(user_id: &str) -> String {
 /// The most sessions listed for one user.
 const MAX_LISTED_SESSIONS: isize = 100;
 
-pub struct HistoryStore {
+/// The service's store: the keys above, every call under a deadline.
+pub struct RedisHistory {
     conn: ConnectionManager,
     settings: HistorySettings,
 }
 
-impl HistoryStore {
+impl RedisHistory {
     /// Connects lazily: a Redis that is down at start-up is not an error,
     /// the service starts degraded and connects when Redis appears.
     pub fn new(settings: HistorySettings) -> Result<Self, RedisUrlError> {
@@ -133,174 +134,6 @@ impl HistoryStore {
         }
     }
 
-    /// Round-trip time of a PING.
-    pub async fn ping(&self) -> Result<Duration, HistoryError> {
-        let started = Instant::now();
-        let pong: String = self
-            .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
-            .await?;
-        if pong != "PONG" {
-            return Err(HistoryError::Unavailable(format!("PING answered {pong:?}")));
-        }
-        Ok(started.elapsed())
-    }
-
-    /// The owner of a session, if it exists.
-    pub async fn owner(&self, session_id: &str) -> Result<Option<String>, HistoryError> {
-        let key = session_key(session_id);
-        self.run(|mut c| async move { c.hget(key, "owner").await })
-            .await
-    }
-
-    /// Makes the session the user's if it has no owner yet; refuses if it is
-    /// someone else's.
-    pub async fn claim(&self, session_id: &str, user_id: &str) -> Result<Claim, HistoryError> {
-        let key = session_key(session_id);
-        let ttl = self.ttl_secs();
-        let (created, owner): (bool, String) = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .hset_nx(&key, "owner", user_id)
-                    .hget(&key, "owner")
-                    .expire(&key, ttl)
-                    .ignore()
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        if owner != user_id {
-            return Err(HistoryError::Forbidden);
-        }
-        Ok(if created {
-            Claim::Created
-        } else {
-            Claim::Owned
-        })
-    }
-
-    /// Appends a message; returns once Redis has it (the acknowledgement
-    /// the client gets is sent only after this).
-    pub async fn append(
-        &self,
-        session_id: &str,
-        user_id: &str,
-        message: &StoredMessage,
-    ) -> Result<(), HistoryError> {
-        let json = serde_json::to_string(message)
-            .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
-        let list = history_key(session_id);
-        let session = session_key(session_id);
-        let sessions = user_sessions_key(user_id);
-        let ttl = self.ttl_secs();
-        let keep = isize::try_from(self.settings.max_messages).unwrap_or(isize::MAX);
-        let now = unix_now();
-        self.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .rpush(&list, json)
-                .ignore()
-                .ltrim(&list, -keep, -1)
-                .ignore()
-                .expire(&list, ttl)
-                .ignore()
-                .expire(&session, ttl)
-                .ignore()
-                .zadd(&sessions, session_id, now)
-                .ignore()
-                // Sessions whose history has expired drop out of the listing.
-                .zrembyscore(&sessions, "-inf", now - ttl)
-                .ignore()
-                .expire(&sessions, ttl)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-    }
-
-    /// The last `limit` messages, oldest first. Entries that fail to decode
-    /// (written by another version) are skipped, not fatal.
-    pub async fn messages(
-        &self,
-        session_id: &str,
-        limit: usize,
-    ) -> Result<Vec<StoredMessage>, HistoryError> {
-        let key = history_key(session_id);
-        let start = -isize::try_from(limit.max(1)).unwrap_or(isize::MAX);
-        let raw: Vec<String> = self
-            .run(|mut c| async move { c.lrange(key, start, -1).await })
-            .await?;
-        Ok(raw
-            .iter()
-            .filter_map(|r| match serde_json::from_str(r) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    tracing::warn!(session_id, error = %e, "skipping undecodable history entry");
-                    None
-                }
-            })
-            .collect())
-    }
-
-    /// The user's sessions, most recent first.
-    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionSummary>, HistoryError> {
-        let key = user_sessions_key(user_id);
-        let rows: Vec<(String, f64)> = self
-            .run(|mut c| async move {
-                c.zrevrange_withscores(key, 0, MAX_LISTED_SESSIONS - 1)
-                    .await
-            })
-            .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (sid, _) in &rows {
-            pipe.llen(history_key(sid));
-        }
-        let counts: Vec<usize> = self
-            .run(|mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
-        Ok(rows
-            .into_iter()
-            .zip(counts)
-            .filter(|(_, count)| *count > 0)
-            .map(|((session_id, score), message_count)| SessionSummary {
-                session_id,
-                // Scores are whole Unix seconds written by `append`.
-                #[allow(clippy::cast_possible_truncation)]
-                updated_at: score as i64,
-                message_count,
-            })
-            .collect())
-    }
-
-    /// Deletes a session of the user's.
-    pub async fn delete(&self, session_id: &str, user_id: &str) -> Result<(), HistoryError> {
-        match self.owner(session_id).await? {
-            None => return Err(HistoryError::NotFound),
-            Some(owner) if owner != user_id => return Err(HistoryError::Forbidden),
-            Some(_) => {}
-        }
-        let list = history_key(session_id);
-        let session = session_key(session_id);
-        let sessions = user_sessions_key(user_id);
-        self.run(|mut c| async move {
-            redis::pipe()
-                .atomic()
-                .del(&list)
-                .ignore()
-                .del(&session)
-                .ignore()
-                .zrem(&sessions, session_id)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-    }
-
     fn ttl_secs(&self) -> i64 {
         i64::try_from(self.settings.ttl.as_secs())
             .unwrap_or(i64::MAX)
@@ -308,7 +141,190 @@ impl HistoryStore {
     }
 }
 
-fn unix_now() -> i64 {
+impl HistoryStore for RedisHistory {
+    fn ping(&self) -> BoxFuture<'_, Result<Duration, HistoryError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let pong: String = self
+                .run(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+                .await?;
+            if pong != "PONG" {
+                return Err(HistoryError::Unavailable(format!("PING answered {pong:?}")));
+            }
+            Ok(started.elapsed())
+        })
+    }
+
+    fn owner<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, HistoryError>> {
+        let key = session_key(session_id);
+        Box::pin(self.run(|mut c| async move { c.hget(key, "owner").await }))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Claim, HistoryError>> {
+        Box::pin(async move {
+            let key = session_key(session_id);
+            let ttl = self.ttl_secs();
+            let (created, owner): (bool, String) = self
+                .run(|mut c| async move {
+                    redis::pipe()
+                        .atomic()
+                        .hset_nx(&key, "owner", user_id)
+                        .hget(&key, "owner")
+                        .expire(&key, ttl)
+                        .ignore()
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if owner != user_id {
+                return Err(HistoryError::Forbidden);
+            }
+            Ok(if created {
+                Claim::Created
+            } else {
+                Claim::Owned
+            })
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Result<(), HistoryError>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(message)
+                .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
+            let list = history_key(session_id);
+            let session = session_key(session_id);
+            let sessions = user_sessions_key(user_id);
+            let ttl = self.ttl_secs();
+            let keep = isize::try_from(self.settings.max_messages).unwrap_or(isize::MAX);
+            let now = unix_now();
+            self.run(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .rpush(&list, json)
+                    .ignore()
+                    .ltrim(&list, -keep, -1)
+                    .ignore()
+                    .expire(&list, ttl)
+                    .ignore()
+                    .expire(&session, ttl)
+                    .ignore()
+                    .zadd(&sessions, session_id, now)
+                    .ignore()
+                    // Sessions whose history has expired drop out of the listing.
+                    .zrembyscore(&sessions, "-inf", now - ttl)
+                    .ignore()
+                    .expire(&sessions, ttl)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+        })
+    }
+
+    /// Entries that fail to decode (written by another version) are
+    /// skipped, not fatal.
+    fn messages<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredMessage>, HistoryError>> {
+        Box::pin(async move {
+            let key = history_key(session_id);
+            let start = -isize::try_from(limit.max(1)).unwrap_or(isize::MAX);
+            let raw: Vec<String> = self
+                .run(|mut c| async move { c.lrange(key, start, -1).await })
+                .await?;
+            Ok(raw
+                .iter()
+                .filter_map(|r| match serde_json::from_str(r) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!(session_id, error = %e, "skipping undecodable history entry");
+                        None
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn sessions<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<SessionSummary>, HistoryError>> {
+        Box::pin(async move {
+            let key = user_sessions_key(user_id);
+            let rows: Vec<(String, f64)> = self
+                .run(|mut c| async move {
+                    c.zrevrange_withscores(key, 0, MAX_LISTED_SESSIONS - 1)
+                        .await
+                })
+                .await?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for (sid, _) in &rows {
+                pipe.llen(history_key(sid));
+            }
+            let counts: Vec<usize> = self
+                .run(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?;
+            Ok(rows
+                .into_iter()
+                .zip(counts)
+                .filter(|(_, count)| *count > 0)
+                .map(|((session_id, score), message_count)| SessionSummary {
+                    session_id,
+                    // Scores are whole Unix seconds written by `append`.
+                    #[allow(clippy::cast_possible_truncation)]
+                    updated_at: score as i64,
+                    message_count,
+                })
+                .collect())
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        session_id: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), HistoryError>> {
+        Box::pin(async move {
+            check_owner(self.owner(session_id).await?.as_deref(), user_id)?;
+            let list = history_key(session_id);
+            let session = session_key(session_id);
+            let sessions = user_sessions_key(user_id);
+            self.run(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .del(&list)
+                    .ignore()
+                    .del(&session)
+                    .ignore()
+                    .zrem(&sessions, session_id)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+        })
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

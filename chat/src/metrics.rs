@@ -16,7 +16,7 @@ pub struct ChatMetrics {
     pub llm_tokens: IntCounter,
     /// Turns waiting for a free LLM slot (`LLM_MAX_CONCURRENT_REQUESTS`).
     pub llm_waiting: IntGauge,
-    /// `kind`: the stable category of the failure.
+    /// `kind`: the failure's stable code (the one clients get).
     pub errors: IntCounterVec,
 }
 
@@ -75,5 +75,40 @@ impl ChatMetrics {
 
     pub fn error(&self, kind: &str) {
         self.errors.with_label_values(&[kind]).inc();
+    }
+}
+
+/// Counts one thing in a gauge for as long as it lives (an open socket, an
+/// answer waiting for a slot), so a task that ends early or a dropped
+/// (cancelled) future is uncounted too.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn inc(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_guard_counts_while_it_lives() {
+        let gauge = IntGauge::new("g", "test gauge").unwrap();
+        let first = GaugeGuard::inc(&gauge);
+        let second = GaugeGuard::inc(&gauge);
+        assert_eq!(gauge.get(), 2);
+        drop(first);
+        assert_eq!(gauge.get(), 1);
+        drop(second);
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -19,14 +19,14 @@ use voicechat_common::api_error::ApiError;
 use voicechat_common::auth::Caller;
 
 use crate::conversation::{Conversation, OpenError, admit};
-use crate::history::{HistoryError, valid_session_id};
+use crate::history::{HistoryError, check_owner, valid_session_id};
 use crate::protocol::{ChatRequest, ServerEvent, SessionList, SessionMessages};
 use crate::state::AppState;
 
 fn history_error(e: HistoryError) -> ApiError {
     match e {
         HistoryError::Unavailable(_) => ApiError::unavailable(
-            "history_unavailable",
+            e.code(),
             "chat history is unavailable right now; try again shortly",
         ),
         HistoryError::Forbidden => ApiError::forbidden("session belongs to another user"),
@@ -34,14 +34,19 @@ fn history_error(e: HistoryError) -> ApiError {
     }
 }
 
+fn open_error(e: OpenError) -> ApiError {
+    let status = match e {
+        OpenError::InvalidSessionId => StatusCode::BAD_REQUEST,
+        OpenError::Forbidden => StatusCode::FORBIDDEN,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
 fn check_session_id(id: &str) -> Result<(), ApiError> {
     if valid_session_id(id) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(
-            "invalid_session_id",
-            OpenError::InvalidSessionId.to_string(),
-        ))
+        Err(open_error(OpenError::InvalidSessionId))
     }
 }
 
@@ -69,16 +74,12 @@ pub async fn session_messages(
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<SessionMessages>, ApiError> {
     check_session_id(&session_id)?;
-    match state
+    let owner = state
         .history
         .owner(&session_id)
         .await
-        .map_err(history_error)?
-    {
-        None => return Err(history_error(HistoryError::NotFound)),
-        Some(owner) if owner != p.user_id => return Err(history_error(HistoryError::Forbidden)),
-        Some(_) => {}
-    }
+        .map_err(history_error)?;
+    check_owner(owner.as_deref(), &p.user_id).map_err(history_error)?;
     let max = state.config.history.max_messages;
     let limit = q.limit.unwrap_or(max).clamp(1, max);
     let messages = state
@@ -118,12 +119,7 @@ pub async fn chat_sse(
         body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
     let opened = Conversation::open(&state, &p.user_id, request.session_id)
         .await
-        .map_err(|e| match e {
-            OpenError::InvalidSessionId => {
-                ApiError::bad_request("invalid_session_id", e.to_string())
-            }
-            OpenError::Forbidden => ApiError::forbidden(e.to_string()),
-        })?;
+        .map_err(open_error)?;
     admit(&state, &p.user_id, &request.message).map_err(|e| {
         state.metrics.error(e.code());
         let status = match e {

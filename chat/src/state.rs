@@ -17,7 +17,8 @@ use crate::rate_limit::RateLimiter;
 pub struct AppState {
     pub config: Arc<ChatConfig>,
     pub verifier: Arc<TokenVerifier>,
-    pub history: Arc<HistoryStore>,
+    /// Redis in service (`from_config`); tests may use the in-memory store.
+    pub history: Arc<dyn HistoryStore>,
     pub llm: Arc<dyn ChatModel>,
     /// One permit per answer being streamed (`LLM_MAX_CONCURRENT_REQUESTS`).
     pub llm_slots: Arc<Semaphore>,

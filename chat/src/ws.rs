@@ -24,6 +24,7 @@ use voicechat_common::auth::Principal;
 use voicechat_common::ws::{self, code};
 
 use crate::conversation::{Conversation, OpenError, admit};
+use crate::metrics::GaugeGuard;
 use crate::protocol::{ClientMessage, ServerEvent};
 use crate::state::AppState;
 
@@ -65,15 +66,6 @@ pub async fn upgrade(
             }
         })
     })
-}
-
-/// Decrements the open-connection gauge however the socket task ends.
-struct ConnectionGuard(prometheus::IntGauge);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 enum Control {
@@ -121,8 +113,7 @@ async fn write_loop(
 
 async fn run(socket: WebSocket, state: AppState, principal: Principal, session_id: Option<String>) {
     state.metrics.ws_opened.inc();
-    state.metrics.ws_active.inc();
-    let _guard = ConnectionGuard(state.metrics.ws_active.clone());
+    let _active = GaugeGuard::inc(&state.metrics.ws_active);
 
     let opened = match Conversation::open(&state, &principal.user_id, session_id).await {
         Ok(opened) => opened,
@@ -131,10 +122,7 @@ async fn run(socket: WebSocket, state: AppState, principal: Principal, session_i
                 OpenError::InvalidSessionId => code::BAD_REQUEST,
                 OpenError::Forbidden => code::FORBIDDEN,
             };
-            state.metrics.error(match e {
-                OpenError::InvalidSessionId => "invalid_session_id",
-                OpenError::Forbidden => "forbidden",
-            });
+            state.metrics.error(e.code());
             ws::close(socket, code, &e.to_string()).await;
             return;
         }

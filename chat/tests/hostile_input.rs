@@ -3,7 +3,7 @@
 //! rules, path tricks in session ids and a body that trickles in. Each is
 //! refused with a clear error, nothing is stored, nothing reaches the LLM,
 //! and the service keeps serving. (Frames over the size limit, empty
-//! messages and the rate limit are in `ws_chat.rs`; REST size limits in
+//! messages and the rate limit are in `ws_limits.rs`; REST size limits in
 //! `rest_api.rs`.)
 
 mod support;
@@ -17,14 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-macro_rules! require_redis {
-    ($name:expr) => {
-        if !have_or_skip(RedisServer::available(), $name, "redis", "redis-server") {
-            return;
-        }
-    };
-}
-
 /// The service with the default message limit (4,000 characters).
 async fn start(redis: &RedisServer, llm: &LlmDouble) -> ChatServer {
     let mut cfg = config(&redis.url(), &llm.url());
@@ -33,22 +25,13 @@ async fn start(redis: &RedisServer, llm: &LlmDouble) -> ChatServer {
     ChatServer::start(cfg).await
 }
 
-async fn stored_keys(redis: &RedisServer) -> usize {
-    let mut conn = redis
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
-}
-
 #[tokio::test]
 async fn hostile_websocket_messages_are_refused_and_the_socket_kept() {
     require_redis!("hostile_websocket_messages_are_refused_and_the_socket_kept");
     let redis = RedisServer::start();
     let llm = LlmDouble::start(Script::tokens(&["ok"])).await;
     let server = start(&redis, &llm).await;
-    let mut ws = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
+    let mut ws = server.connect_as("alice").await;
     ws.opening().await;
 
     ws.say(&"x".repeat(10_000)).await;
@@ -87,7 +70,7 @@ async fn hostile_websocket_messages_are_refused_and_the_socket_kept() {
     assert_eq!(stored_keys(&redis).await, 3);
     // A frame that breaks the framing rules (a reserved bit set, no
     // extension negotiated): close 1002.
-    let mut again = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
+    let mut again = server.connect_as("alice").await;
     again.opening().await;
     let mut reserved = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
     reserved.header_mut().rsv1 = true;

@@ -5,6 +5,8 @@
 mod lines;
 pub mod ollama;
 pub mod openai;
+#[cfg(test)]
+pub mod scripted;
 
 use std::pin::Pin;
 
@@ -51,8 +53,8 @@ pub enum LlmError {
 }
 
 impl LlmError {
-    /// Stable category: metric label and the client-facing error code.
-    pub fn category(&self) -> &'static str {
+    /// Stable code: metric label and the client-facing error code.
+    pub fn code(&self) -> &'static str {
         match self {
             Self::Unreachable(_) => "llm_unavailable",
             Self::Status { .. } => "llm_http_error",
@@ -126,6 +128,21 @@ async fn status_error(response: reqwest::Response) -> LlmError {
         })
         .unwrap_or_else(|| body.chars().take(200).collect());
     LlmError::Status { status, message }
+}
+
+/// Posts a streamed chat request (the body both protocols share) and,
+/// once the server has accepted it, returns the lines of its answer.
+async fn post_chat(
+    request: reqwest::RequestBuilder,
+    model: &str,
+    messages: &[PromptMessage],
+) -> Result<impl Stream<Item = Result<String, LlmError>> + Send + use<>, LlmError> {
+    let body = serde_json::json!({ "model": model, "messages": messages, "stream": true });
+    let response = request.json(&body).send().await.map_err(request_error)?;
+    if !response.status().is_success() {
+        return Err(status_error(response).await);
+    }
+    Ok(lines::lines(response.bytes_stream()))
 }
 
 /// Sends a cheap GET and reports whether the server answered 2xx.

@@ -5,11 +5,8 @@
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{
-    ChatModel, LlmError, PromptMessage, TokenStream, lines, probe_get, request_error, status_error,
-};
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, post_chat, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OllamaChat {
@@ -61,17 +58,9 @@ impl ChatModel for OllamaChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let response = self
-                .http
-                .post(format!("{}/api/chat", self.base_url))
-                .json(&json!({ "model": self.model, "messages": messages, "stream": true }))
-                .send()
-                .await
-                .map_err(request_error)?;
-            if !response.status().is_success() {
-                return Err(status_error(response).await);
-            }
-            let tokens = lines::lines(response.bytes_stream())
+            let request = self.http.post(format!("{}/api/chat", self.base_url));
+            let tokens = post_chat(request, &self.model, &messages)
+                .await?
                 .filter_map(|line| async move { line.and_then(|l| parse_line(&l)).transpose() });
             Ok(Box::pin(tokens) as TokenStream)
         }

@@ -5,11 +5,8 @@
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::{
-    ChatModel, LlmError, PromptMessage, TokenStream, lines, probe_get, request_error, status_error,
-};
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, post_chat, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OpenAiChat {
@@ -103,19 +100,10 @@ impl ChatModel for OpenAiChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let response = self
-                .request(
-                    self.http
-                        .post(format!("{}/v1/chat/completions", self.base_url)),
-                )
-                .json(&json!({ "model": self.model, "messages": messages, "stream": true }))
-                .send()
-                .await
-                .map_err(request_error)?;
-            if !response.status().is_success() {
-                return Err(status_error(response).await);
-            }
-            let tokens = lines::lines(response.bytes_stream())
+            let url = format!("{}/v1/chat/completions", self.base_url);
+            let request = self.request(self.http.post(url));
+            let tokens = post_chat(request, &self.model, &messages)
+                .await?
                 .map(|line| line.and_then(|l| parse_line(&l)))
                 .take_while(|item| std::future::ready(!matches!(item, Ok(SseItem::Done))))
                 .filter_map(|item| async move {

@@ -19,6 +19,18 @@ pub use llm_double::{LlmDouble, Script};
 pub use voicechat_testkit::{RedisServer, have_or_skip};
 pub use ws_client::WsClient;
 
+/// Skips the test (returns) when `redis-server` is not installed.
+#[allow(unused_macros)]
+macro_rules! require_redis {
+    ($name:expr) => {
+        if !have_or_skip(RedisServer::available(), $name, "redis", "redis-server") {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_redis;
+
 pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 
 pub fn jwt_settings() -> JwtSettings {
@@ -72,6 +84,25 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
     }
 }
 
+/// A Redis, an LLM double with its first script, and the chat service
+/// over them: what most tests start with.
+pub async fn start_stack(script: Script) -> (RedisServer, LlmDouble, ChatServer) {
+    start_stack_with(script, |_| {}).await
+}
+
+/// [`start_stack`] with `tune` applied to the test configuration.
+pub async fn start_stack_with(
+    script: Script,
+    tune: impl FnOnce(&mut ChatConfig),
+) -> (RedisServer, LlmDouble, ChatServer) {
+    let redis = RedisServer::start();
+    let llm = LlmDouble::start(script).await;
+    let mut cfg = config(&redis.url(), &llm.url());
+    tune(&mut cfg);
+    let server = ChatServer::start(cfg).await;
+    (redis, llm, server)
+}
+
 /// The chat service running in this process.
 pub struct ChatServer {
     pub addr: SocketAddr,
@@ -110,6 +141,16 @@ impl ChatServer {
 
     pub fn ws(&self, query: &str) -> String {
         format!("ws://{}/ws/chat?{query}", self.addr)
+    }
+
+    /// A WebSocket of `user`'s, on a new session.
+    pub async fn connect_as(&self, user: &str) -> WsClient {
+        WsClient::connect(&self.ws(&format!("token={}", token(user)))).await
+    }
+
+    /// A WebSocket of `user`'s, asking for `session_id`.
+    pub async fn connect_to(&self, user: &str, session_id: &str) -> WsClient {
+        WsClient::connect(&self.ws(&format!("token={}&session_id={session_id}", token(user)))).await
     }
 
     /// `GET path` with `user`'s token.
@@ -152,4 +193,41 @@ pub async fn health(server: &ChatServer) -> serde_json::Value {
         .json()
         .await
         .expect("health json")
+}
+
+/// A connection to the test Redis, to look at what the service stored.
+pub async fn redis_connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}
+
+/// The session's stored messages as Redis holds them (JSON), oldest first.
+pub async fn stored_history(redis: &RedisServer, session_id: &str) -> Vec<String> {
+    let mut conn = redis_connection(redis).await;
+    redis::AsyncCommands::lrange(&mut conn, format!("chat_history:{session_id}"), 0, -1)
+        .await
+        .expect("LRANGE")
+}
+
+/// How many keys Redis holds.
+pub async fn stored_keys(redis: &RedisServer) -> usize {
+    let mut conn = redis_connection(redis).await;
+    redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE")
+}
+
+/// Polls `condition` for up to 5 seconds.
+pub async fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
