@@ -3,6 +3,7 @@
 //! on the blocking pool.
 
 pub mod espeak;
+mod onnx_runtime;
 pub mod piper;
 pub mod sentences;
 

@@ -94,6 +94,7 @@ impl PiperTts {
     }
 
     fn load_voice(model: &Path, config_path: &Path) -> Result<LoadedVoice, String> {
+        super::onnx_runtime::ensure_loaded()?;
         let raw = std::fs::read_to_string(config_path)
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config: VoiceConfig =
