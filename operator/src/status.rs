@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::build::meta::Part;
 use crate::crd::{Endpoints, RedisMode, VoiceChatStack, VoiceChatStackStatus};
-use crate::profile::Resolved;
+use voicechat_common::stt_profile::SttProfile;
 
 /// What the status is computed from.
 pub struct Observed<'a> {
@@ -17,7 +17,7 @@ pub struct Observed<'a> {
     pub deployments: &'a BTreeMap<String, Deployment>,
     /// Whether the JWT Secret the pods mount exists.
     pub jwt_secret_present: bool,
-    pub profile: Resolved,
+    pub profile: SttProfile,
     pub profile_reason: String,
     /// Why an unavailable Deployment's pods are not ready, by Deployment
     /// name (see [`crate::pod_reasons`]); appended to that part's message.
@@ -185,7 +185,7 @@ pub fn compute(
     VoiceChatStackStatus {
         observed_generation: generation,
         conditions,
-        stt_profile: Some(observed.profile.as_str().into()),
+        stt_profile: Some(observed.profile.label().into()),
         stt_profile_reason: Some(observed.profile_reason.clone()),
         endpoints: Some(Endpoints {
             chat: format!(
@@ -244,7 +244,7 @@ mod tests {
         Observed {
             deployments,
             jwt_secret_present: true,
-            profile: Resolved::Cpu,
+            profile: SttProfile::Cpu,
             profile_reason: "Auto: no GPU".into(),
             pod_reasons: &NO_REASONS,
         }
