@@ -511,3 +511,6 @@ pub async fn run(ctx: Arc<Context>) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -205,6 +205,7 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
     use k8s_openapi::jiff::Timestamp;
 
@@ -232,10 +233,7 @@ mod tests {
     }
 
     fn stack() -> VoiceChatStack {
-        let mut s = VoiceChatStack::new("demo", Default::default());
-        s.metadata.namespace = Some("apps".into());
-        s.metadata.generation = Some(3);
-        s
+        fixtures::stack().at_generation(3)
     }
 
     static NO_REASONS: BTreeMap<String, String> = BTreeMap::new();

@@ -4,13 +4,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
 use crate::crd::{LlmBackend, RedisSpec, SecretKeyRef, VoiceChatStackSpec};
-
-fn stack(spec: VoiceChatStackSpec) -> VoiceChatStack {
-    let mut s = VoiceChatStack::new("demo", spec);
-    s.metadata.namespace = Some("apps".into());
-    s.metadata.uid = Some("1234-uid".into());
-    s
-}
+use crate::fixtures;
 
 fn facts(profile: SttProfile) -> Facts {
     Facts {
@@ -20,7 +14,12 @@ fn facts(profile: SttProfile) -> Facts {
 }
 
 fn built(spec: VoiceChatStackSpec, profile: SttProfile) -> Children {
-    build(&stack(spec), &OperatorSettings::default(), &facts(profile)).unwrap()
+    build(
+        &fixtures::stack().with_spec(spec),
+        &OperatorSettings::default(),
+        &facts(profile),
+    )
+    .unwrap()
 }
 
 fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
@@ -360,7 +359,7 @@ fn invalid_stacks_are_refused_with_a_category() {
     let mut spec = VoiceChatStackSpec::default();
     spec.redis.mode = crate::crd::RedisMode::External;
     let err = build(
-        &stack(spec),
+        &fixtures::stack().with_spec(spec),
         &OperatorSettings::default(),
         &facts(SttProfile::Cpu),
     )
