@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::Children;
-use crate::build::meta::MANAGED_BY;
+use crate::build::meta::children_selector;
 
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "voicechat-operator";
@@ -139,11 +139,6 @@ pub async fn apply_children(
     apply_each(client, namespace, network_policies).await?;
     apply_each(client, namespace, deployments).await?;
     Ok(())
-}
-
-/// Label selector of a stack's children.
-pub fn children_selector(stack_name: &str) -> String {
-    format!("app.kubernetes.io/instance={stack_name},app.kubernetes.io/managed-by={MANAGED_BY}")
 }
 
 async fn prune<K>(
