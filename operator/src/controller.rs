@@ -49,6 +49,11 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// A failed read of `what`, for `map_err`.
+    pub fn read(what: &'static str) -> impl FnOnce(kube::Error) -> Self {
+        move |source| Self::Read { what, source }
+    }
+
     pub fn category(&self) -> &'static str {
         match self {
             Self::Read { .. } => "ReadFailed",

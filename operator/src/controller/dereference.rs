@@ -31,10 +31,7 @@ pub async fn dereference(
         Api::<Node>::all(client.clone())
             .list(&ListParams::default())
             .await
-            .map_err(|source| ReconcileError::Read {
-                what: "Nodes",
-                source,
-            })?
+            .map_err(ReconcileError::read("Nodes"))?
             .items
     } else {
         Vec::new()
@@ -48,10 +45,7 @@ pub async fn dereference(
             let present = secrets
                 .get_opt(&r.name)
                 .await
-                .map_err(|source| ReconcileError::Read {
-                    what: "the stack's JWT Secret",
-                    source,
-                })?
+                .map_err(ReconcileError::read("the stack's JWT Secret"))?
                 .is_some();
             (String::new(), present)
         }
@@ -82,10 +76,7 @@ async fn jwt_secret_value(
     let existing = secrets
         .get_opt(name)
         .await
-        .map_err(|source| ReconcileError::Read {
-            what: "the JWT Secret",
-            source,
-        })?;
+        .map_err(ReconcileError::read("the JWT Secret"))?;
     let value = existing
         .as_ref()
         .and_then(|s| s.data.as_ref())

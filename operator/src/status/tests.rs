@@ -146,13 +146,15 @@ fn missing_children_and_secret_are_named() {
 
 #[test]
 fn a_refused_stack_is_not_ready_and_keeps_its_parts_conditions() {
-    let d = BTreeMap::from([
-        ("demo-chat".to_owned(), deployment(true)),
-        ("demo-voice".to_owned(), deployment(true)),
-        ("demo-redis".to_owned(), deployment(true)),
-    ]);
-    let mut s = stack();
-    s.status = Some(compute(&s, &observed(&d), &time(100)));
+    let all_available: BTreeMap<String, Deployment> = ["chat", "voice", "redis"]
+        .iter()
+        .map(|part| (format!("demo-{part}"), deployment(true)))
+        .collect();
+    let ready = compute(&stack(), &observed(&all_available), &time(100));
+    let mut s = VoiceChatStack {
+        status: Some(ready),
+        ..stack()
+    };
     let error = BuildError::ExternalRedisWithoutUrl;
     let refused_once = refused(&s, &error, &time(200));
     let ready = &refused_once.conditions[0];

@@ -37,10 +37,7 @@ pub async fn observe(
         Api::<Deployment>::namespaced(client.clone(), namespace)
             .list(&ListParams::default().labels(&meta::children_selector(&stack.name_any())))
             .await
-            .map_err(|source| ReconcileError::Read {
-                what: "Deployments",
-                source,
-            })?
+            .map_err(ReconcileError::read("Deployments"))?
             .items
             .into_iter()
             .map(|d| (d.name_any(), d))
