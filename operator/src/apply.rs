@@ -6,17 +6,13 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::build::Children;
-use crate::build::meta::MANAGED_BY;
+use crate::build::meta::children_selector;
 
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "voicechat-operator";
@@ -141,21 +137,22 @@ pub async fn apply_children(
     Ok(())
 }
 
-/// Label selector of a stack's children.
-pub fn children_selector(stack_name: &str) -> String {
-    format!("app.kubernetes.io/instance={stack_name},app.kubernetes.io/managed-by={MANAGED_BY}")
-}
-
+/// Deletes the children of kind `K` that `selector` finds but `wanted`
+/// does not hold.
 async fn prune<K>(
     client: &Client,
     namespace: &str,
     selector: &str,
-    wanted: &BTreeSet<String>,
+    wanted: &[K],
 ) -> Result<(), kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
+    let wanted: BTreeSet<String> = wanted
+        .iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     for object in api
         .list_metadata(&ListParams::default().labels(selector))
@@ -179,50 +176,11 @@ pub async fn prune_children(
     children: &Children,
 ) -> Result<(), kube::Error> {
     let selector = children_selector(stack_name);
-    let names = |metas: Vec<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| -> BTreeSet<String> {
-        metas.into_iter().filter_map(|m| m.name.clone()).collect()
-    };
-    prune::<Deployment>(
-        client,
-        namespace,
-        &selector,
-        &names(children.deployments.iter().map(|d| &d.metadata).collect()),
-    )
-    .await?;
-    prune::<Service>(
-        client,
-        namespace,
-        &selector,
-        &names(children.services.iter().map(|d| &d.metadata).collect()),
-    )
-    .await?;
-    prune::<PodDisruptionBudget>(
-        client,
-        namespace,
-        &selector,
-        &names(children.pdbs.iter().map(|d| &d.metadata).collect()),
-    )
-    .await?;
-    prune::<NetworkPolicy>(
-        client,
-        namespace,
-        &selector,
-        &names(
-            children
-                .network_policies
-                .iter()
-                .map(|d| &d.metadata)
-                .collect(),
-        ),
-    )
-    .await?;
-    prune::<ConfigMap>(
-        client,
-        namespace,
-        &selector,
-        &names(children.config_maps.iter().map(|d| &d.metadata).collect()),
-    )
-    .await?;
+    prune(client, namespace, &selector, &children.deployments).await?;
+    prune(client, namespace, &selector, &children.services).await?;
+    prune(client, namespace, &selector, &children.pdbs).await?;
+    prune(client, namespace, &selector, &children.network_policies).await?;
+    prune(client, namespace, &selector, &children.config_maps).await?;
     Ok(())
 }
 

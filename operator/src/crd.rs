@@ -129,6 +129,19 @@ pub enum SttProfile {
     Gpu,
 }
 
+impl SttProfile {
+    /// The profile the user asked for; `None` for `Auto`, which
+    /// [`crate::profile::resolve`] picks from the cluster's nodes.
+    pub fn explicit(self) -> Option<voicechat_common::stt_profile::SttProfile> {
+        use voicechat_common::stt_profile;
+        match self {
+            Self::Auto => None,
+            Self::Cpu => Some(stt_profile::SttProfile::Cpu),
+            Self::Gpu => Some(stt_profile::SttProfile::Gpu),
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceSpec {

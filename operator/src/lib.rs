@@ -5,6 +5,8 @@ pub mod apply;
 pub mod build;
 pub mod controller;
 pub mod crd;
+#[cfg(test)]
+mod fixtures;
 pub mod metrics;
 pub mod pod_reasons;
 pub mod profile;

@@ -3,49 +3,36 @@
 //! schedulable, ready node has allocatable GPUs of the configured resource.
 
 use k8s_openapi::api::core::v1::Node;
+use voicechat_common::stt_profile::SttProfile;
 
-use crate::crd::SttProfile;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolved {
-    Cpu,
-    Gpu,
-}
-
-impl Resolved {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cpu => "CPU",
-            Self::Gpu => "GPU",
-        }
-    }
-}
+use crate::crd;
 
 /// The profile and a sentence saying why, for the status.
-pub fn resolve(requested: SttProfile, nodes: &[Node], gpu_resource: &str) -> (Resolved, String) {
-    match requested {
-        SttProfile::Cpu => (Resolved::Cpu, "requested CPU".into()),
-        SttProfile::Gpu => (Resolved::Gpu, "requested GPU".into()),
-        SttProfile::Auto => {
-            let with_gpu: Vec<&str> = nodes
-                .iter()
-                .filter(|n| schedulable(n) && gpus(n, gpu_resource) > 0)
-                .filter_map(|n| n.metadata.name.as_deref())
-                .collect();
-            match with_gpu.first() {
-                Some(first) => (
-                    Resolved::Gpu,
-                    format!(
-                        "Auto: {} schedulable node(s) with allocatable {gpu_resource}, e.g. {first}",
-                        with_gpu.len()
-                    ),
-                ),
-                None => (
-                    Resolved::Cpu,
-                    format!("Auto: no schedulable node has allocatable {gpu_resource}"),
-                ),
-            }
-        }
+pub fn resolve(
+    requested: crd::SttProfile,
+    nodes: &[Node],
+    gpu_resource: &str,
+) -> (SttProfile, String) {
+    if let Some(profile) = requested.explicit() {
+        return (profile, format!("requested {}", profile.label()));
+    }
+    let with_gpu: Vec<&str> = nodes
+        .iter()
+        .filter(|n| offers_gpu(n, gpu_resource))
+        .filter_map(|n| n.metadata.name.as_deref())
+        .collect();
+    match with_gpu.first() {
+        Some(first) => (
+            SttProfile::Gpu,
+            format!(
+                "Auto: {} schedulable node(s) with allocatable {gpu_resource}, e.g. {first}",
+                with_gpu.len()
+            ),
+        ),
+        None => (
+            SttProfile::Cpu,
+            format!("Auto: no schedulable node has allocatable {gpu_resource}"),
+        ),
     }
 }
 
@@ -171,53 +158,63 @@ mod tests {
     #[test]
     fn auto_picks_gpu_only_for_schedulable_ready_nodes_with_gpus() {
         let r = "nvidia.com/gpu";
-        assert_eq!(resolve(SttProfile::Auto, &[], r).0, Resolved::Cpu);
+        assert_eq!(resolve(crd::SttProfile::Auto, &[], r).0, SttProfile::Cpu);
         assert_eq!(
             resolve(
-                SttProfile::Auto,
+                crd::SttProfile::Auto,
                 &[node("cpu", None, false, Some("True"))],
                 r
             )
             .0,
-            Resolved::Cpu
-        );
-        assert_eq!(
-            resolve(SttProfile::Auto, &[node("zero", Some("0"), false, None)], r).0,
-            Resolved::Cpu
+            SttProfile::Cpu
         );
         assert_eq!(
             resolve(
-                SttProfile::Auto,
+                crd::SttProfile::Auto,
+                &[node("zero", Some("0"), false, None)],
+                r
+            )
+            .0,
+            SttProfile::Cpu
+        );
+        assert_eq!(
+            resolve(
+                crd::SttProfile::Auto,
                 &[node("cordoned", Some("1"), true, None)],
                 r
             )
             .0,
-            Resolved::Cpu
+            SttProfile::Cpu
         );
         assert_eq!(
             resolve(
-                SttProfile::Auto,
+                crd::SttProfile::Auto,
                 &[node("down", Some("1"), false, Some("False"))],
                 r
             )
             .0,
-            Resolved::Cpu
+            SttProfile::Cpu
         );
         let (profile, reason) = resolve(
-            SttProfile::Auto,
+            crd::SttProfile::Auto,
             &[node("a100", Some("2"), false, Some("True"))],
             r,
         );
-        assert_eq!(profile, Resolved::Gpu);
+        assert_eq!(profile, SttProfile::Gpu);
         assert!(reason.contains("a100"), "{reason}");
         let amd = node_with("amd", "amd.com/gpu", Some("1"), false, None);
         assert_eq!(
-            resolve(SttProfile::Auto, std::slice::from_ref(&amd), "amd.com/gpu").0,
-            Resolved::Gpu
+            resolve(
+                crd::SttProfile::Auto,
+                std::slice::from_ref(&amd),
+                "amd.com/gpu"
+            )
+            .0,
+            SttProfile::Gpu
         );
         assert_eq!(
-            resolve(SttProfile::Auto, &[amd], r).0,
-            Resolved::Cpu,
+            resolve(crd::SttProfile::Auto, &[amd], r).0,
+            SttProfile::Cpu,
             "the resource name is configurable"
         );
     }
@@ -256,16 +253,23 @@ mod tests {
     fn explicit_profiles_win() {
         assert_eq!(
             resolve(
-                SttProfile::Cpu,
+                crd::SttProfile::Cpu,
                 &[node("g", Some("8"), false, None)],
                 "nvidia.com/gpu"
             )
             .0,
-            Resolved::Cpu
+            SttProfile::Cpu
         );
         assert_eq!(
-            resolve(SttProfile::Gpu, &[], "nvidia.com/gpu").0,
-            Resolved::Gpu
+            resolve(crd::SttProfile::Gpu, &[], "nvidia.com/gpu").0,
+            SttProfile::Gpu
         );
+    }
+
+    #[test]
+    fn an_explicit_profile_says_it_was_requested() {
+        let r = "nvidia.com/gpu";
+        assert_eq!(resolve(crd::SttProfile::Cpu, &[], r).1, "requested CPU");
+        assert_eq!(resolve(crd::SttProfile::Gpu, &[], r).1, "requested GPU");
     }
 }

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
+use voicechat_common::config::ConfigError;
+use voicechat_common::stt_profile::SttProfile;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileSettings {
@@ -40,13 +42,13 @@ impl Default for OperatorSettings {
             ollama_image: "ollama/ollama:0.17.4".into(),
             gpu_resource: "nvidia.com/gpu".into(),
             cpu: ProfileSettings {
-                whisper_model: "ggml-base.en.bin".into(),
+                whisper_model: SttProfile::Cpu.default_whisper_model().into(),
                 node_selector: BTreeMap::new(),
                 tolerations: Vec::new(),
                 runtime_class_name: None,
             },
             gpu: ProfileSettings {
-                whisper_model: "ggml-large-v3-turbo.bin".into(),
+                whisper_model: SttProfile::Gpu.default_whisper_model().into(),
                 node_selector: BTreeMap::new(),
                 tolerations: vec![Toleration {
                     key: Some("nvidia.com/gpu".into()),
@@ -61,16 +63,24 @@ impl Default for OperatorSettings {
 }
 
 impl OperatorSettings {
+    /// Defaults, overridden from the process environment (see
+    /// [`OperatorSettings::from_lookup`]).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
     /// Defaults, overridden by `CHAT_IMAGE`, `VOICE_IMAGE`,
     /// `VOICE_CUDA_IMAGE`, `REDIS_IMAGE`, `OLLAMA_IMAGE`, `GPU_RESOURCE`, and
     /// per profile (`CPU_`/`GPU_` prefix): `*_WHISPER_MODEL`,
     /// `*_NODE_SELECTOR` (`key=value,...`), `*_TOLERATIONS` (a JSON array
     /// of Kubernetes tolerations; replaces the defaults), `*_RUNTIME_CLASS`.
-    pub fn from_env() -> Result<Self, voicechat_common::config::ConfigError> {
-        use voicechat_common::config::env_string;
+    /// `lookup` gives a variable's value by name; blank values count as
+    /// unset. Tests pass a map, so they never touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
         let mut s = Self::default();
         let set = |target: &mut String, name: &str| {
-            if let Some(v) = env_string(name) {
+            if let Some(v) = vars.get(name) {
                 *target = v;
             }
         };
@@ -80,25 +90,45 @@ impl OperatorSettings {
         set(&mut s.redis_image, "REDIS_IMAGE");
         set(&mut s.ollama_image, "OLLAMA_IMAGE");
         set(&mut s.gpu_resource, "GPU_RESOURCE");
-        profile_from_env("CPU", &mut s.cpu)?;
-        profile_from_env("GPU", &mut s.gpu)?;
+        profile_from_vars(&vars, "CPU", &mut s.cpu)?;
+        profile_from_vars(&vars, "GPU", &mut s.gpu)?;
         Ok(s)
+    }
+
+    /// The settings of a resolved speech-to-text profile.
+    pub fn profile(&self, profile: SttProfile) -> &ProfileSettings {
+        match profile {
+            SttProfile::Cpu => &self.cpu,
+            SttProfile::Gpu => &self.gpu,
+        }
+    }
+}
+
+/// Variables by name, trimmed, blank ones as unset (as
+/// [`voicechat_common::config::env_string`] reads the process env).
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 }
 
 /// One profile's settings from `{prefix}_WHISPER_MODEL`,
 /// `{prefix}_NODE_SELECTOR`, `{prefix}_TOLERATIONS` and
 /// `{prefix}_RUNTIME_CLASS`.
-fn profile_from_env(
+fn profile_from_vars(
+    vars: &Vars<'_>,
     prefix: &str,
     profile: &mut ProfileSettings,
-) -> Result<(), voicechat_common::config::ConfigError> {
-    use voicechat_common::config::{ConfigError, env_string};
-    if let Some(model) = env_string(&format!("{prefix}_WHISPER_MODEL")) {
+) -> Result<(), ConfigError> {
+    if let Some(model) = vars.get(&format!("{prefix}_WHISPER_MODEL")) {
         profile.whisper_model = model;
     }
     let name = format!("{prefix}_NODE_SELECTOR");
-    if let Some(selector) = env_string(&name) {
+    if let Some(selector) = vars.get(&name) {
         for pair in selector.split(',').filter(|p| !p.trim().is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
                 name: name.clone(),
@@ -110,13 +140,13 @@ fn profile_from_env(
         }
     }
     let name = format!("{prefix}_TOLERATIONS");
-    if let Some(json) = env_string(&name) {
+    if let Some(json) = vars.get(&name) {
         profile.tolerations = serde_json::from_str(&json).map_err(|e| ConfigError::Invalid {
             name,
             message: format!("not a JSON array of tolerations: {e}"),
         })?;
     }
-    if let Some(class) = env_string(&format!("{prefix}_RUNTIME_CLASS")) {
+    if let Some(class) = vars.get(&format!("{prefix}_RUNTIME_CLASS")) {
         profile.runtime_class_name = Some(class);
     }
     Ok(())
@@ -126,14 +156,22 @@ fn profile_from_env(
 mod tests {
     use super::*;
 
+    /// Settings from exactly these variables.
+    fn from_vars(vars: &[(&str, &str)]) -> Result<OperatorSettings, ConfigError> {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        OperatorSettings::from_lookup(|name| vars.get(name).cloned())
+    }
+
     #[test]
     fn environment_overrides_defaults() {
-        // SAFETY: only this test reads or writes these variables.
-        unsafe {
-            std::env::set_var("GPU_RESOURCE", "amd.com/gpu");
-            std::env::set_var("GPU_NODE_SELECTOR", "accelerator=mi300, pool = gpu");
-        }
-        let s = OperatorSettings::from_env().unwrap();
+        let mut vars = vec![
+            ("GPU_RESOURCE", "amd.com/gpu"),
+            ("GPU_NODE_SELECTOR", "accelerator=mi300, pool = gpu"),
+        ];
+        let s = from_vars(&vars).unwrap();
         assert_eq!(s.gpu_resource, "amd.com/gpu");
         assert_eq!(s.gpu.node_selector["accelerator"], "mi300");
         assert_eq!(s.gpu.node_selector["pool"], "gpu");
@@ -143,16 +181,16 @@ mod tests {
             OperatorSettings::default().gpu.tolerations,
             "defaults kept when not overridden"
         );
-        unsafe {
-            std::env::set_var(
+        vars.extend([
+            (
                 "CPU_TOLERATIONS",
                 r#"[{"key":"pool","operator":"Equal","value":"voice","effect":"NoSchedule"}]"#,
-            );
-            std::env::set_var("CPU_NODE_SELECTOR", "pool=voice");
-            std::env::set_var("CPU_RUNTIME_CLASS", "gvisor");
-            std::env::set_var("CPU_WHISPER_MODEL", "ggml-small.en.bin");
-        }
-        let s = OperatorSettings::from_env().unwrap();
+            ),
+            ("CPU_NODE_SELECTOR", "pool=voice"),
+            ("CPU_RUNTIME_CLASS", "gvisor"),
+            ("CPU_WHISPER_MODEL", "ggml-small.en.bin"),
+        ]);
+        let s = from_vars(&vars).unwrap();
         assert_eq!(s.cpu.tolerations[0].value.as_deref(), Some("voice"));
         assert_eq!(s.cpu.node_selector["pool"], "voice");
         assert_eq!(s.cpu.runtime_class_name.as_deref(), Some("gvisor"));
@@ -161,23 +199,29 @@ mod tests {
             s.gpu.whisper_model,
             OperatorSettings::default().gpu.whisper_model
         );
-        unsafe { std::env::set_var("CPU_TOLERATIONS", "{not json") };
-        let err = OperatorSettings::from_env().unwrap_err().to_string();
+        let err = from_vars(&[("CPU_TOLERATIONS", "{not json")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CPU_TOLERATIONS"), "{err}");
-        unsafe { std::env::set_var("CPU_TOLERATIONS", "[]") };
-        unsafe { std::env::set_var("GPU_NODE_SELECTOR", "nonsense") };
-        assert!(OperatorSettings::from_env().is_err());
-        unsafe {
-            for v in [
-                "GPU_NODE_SELECTOR",
-                "GPU_RESOURCE",
-                "CPU_TOLERATIONS",
-                "CPU_NODE_SELECTOR",
-                "CPU_RUNTIME_CLASS",
-                "CPU_WHISPER_MODEL",
-            ] {
-                std::env::remove_var(v);
-            }
-        }
+        assert!(
+            from_vars(&[("CPU_TOLERATIONS", "[]"), ("GPU_NODE_SELECTOR", "nonsense")]).is_err()
+        );
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let s = from_vars(&[("CHAT_IMAGE", "  "), ("REDIS_IMAGE", " redis:8 ")]).unwrap();
+        assert_eq!(s.chat_image, OperatorSettings::default().chat_image);
+        assert_eq!(s.redis_image, "redis:8");
+    }
+
+    #[test]
+    fn each_profile_defaults_to_its_own_whisper_model() {
+        let s = OperatorSettings::default();
+        assert_eq!(s.profile(SttProfile::Cpu).whisper_model, "ggml-base.en.bin");
+        assert_eq!(
+            s.profile(SttProfile::Gpu).whisper_model,
+            "ggml-large-v3-turbo.bin"
+        );
     }
 }

@@ -1,15 +1,21 @@
 //! The stack's status, computed from what was applied and observed (a pure
 //! function): one condition per part, `Ready` when all are, and
-//! `lastTransitionTime` kept unless a condition's status changes.
+//! `lastTransitionTime` kept unless a condition's status changes. What the
+//! status step reads from the cluster and writes is in [`update`].
+
+pub mod update;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::build::meta::Part;
+use voicechat_common::stt_profile::SttProfile;
+
+use crate::build::BuildError;
+use crate::build::meta::{self, Part};
+use crate::build::workloads::{CHAT_PORT, VOICE_PORT};
 use crate::crd::{Endpoints, RedisMode, VoiceChatStack, VoiceChatStackStatus};
-use crate::profile::Resolved;
 
 /// What the status is computed from.
 pub struct Observed<'a> {
@@ -17,7 +23,7 @@ pub struct Observed<'a> {
     pub deployments: &'a BTreeMap<String, Deployment>,
     /// Whether the JWT Secret the pods mount exists.
     pub jwt_secret_present: bool,
-    pub profile: Resolved,
+    pub profile: SttProfile,
     pub profile_reason: String,
     /// Why an unavailable Deployment's pods are not ready, by Deployment
     /// name (see [`crate::pod_reasons`]); appended to that part's message.
@@ -88,13 +94,7 @@ pub fn compute(
     observed: &Observed<'_>,
     now: &Time,
 ) -> VoiceChatStackStatus {
-    let name = |part: Part| {
-        format!(
-            "{}-{}",
-            stack.metadata.name.as_deref().unwrap_or_default(),
-            part.as_str()
-        )
-    };
+    let name = |part: Part| meta::name(stack, part.as_str());
     let get = |part: Part| observed.deployments.get(&name(part));
     let why = |part: Part| observed.pod_reasons.get(&name(part));
     let mut verdicts = vec![Verdict {
@@ -165,188 +165,69 @@ pub fn compute(
     let generation = stack.metadata.generation;
     let conditions = verdicts
         .into_iter()
-        .map(|v| {
-            let status = if v.ok { "True" } else { "False" };
-            let since = previous
-                .iter()
-                .find(|c| c.type_ == v.type_ && c.status == status)
-                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-            Condition {
-                type_: v.type_.into(),
-                status: status.into(),
-                reason: v.reason,
-                message: v.message,
-                last_transition_time: since,
-                observed_generation: generation,
-            }
-        })
+        .map(|v| condition(previous, v, generation, now))
         .collect();
     let namespace = stack.metadata.namespace.as_deref().unwrap_or("default");
     VoiceChatStackStatus {
         observed_generation: generation,
         conditions,
-        stt_profile: Some(observed.profile.as_str().into()),
+        stt_profile: Some(observed.profile.label().into()),
         stt_profile_reason: Some(observed.profile_reason.clone()),
         endpoints: Some(Endpoints {
-            chat: format!(
-                "http://{}.{namespace}.svc:{}",
-                name(Part::Chat),
-                crate::build::workloads::CHAT_PORT
-            ),
+            chat: format!("http://{}.{namespace}.svc:{}", name(Part::Chat), CHAT_PORT),
             voice: format!(
                 "http://{}.{namespace}.svc:{}",
                 name(Part::Voice),
-                crate::build::workloads::VOICE_PORT
+                VOICE_PORT
             ),
         }),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
-    use k8s_openapi::jiff::Timestamp;
+/// The status of a stack the build refused: not Ready, with the reason;
+/// the parts' conditions stay as they were.
+pub fn refused(stack: &VoiceChatStack, error: &BuildError, now: &Time) -> VoiceChatStackStatus {
+    let mut status = stack.status.clone().unwrap_or_default();
+    let ready = condition(
+        &status.conditions,
+        Verdict {
+            type_: "Ready",
+            ok: false,
+            reason: error.category().into(),
+            message: error.to_string(),
+        },
+        stack.metadata.generation,
+        now,
+    );
+    status.conditions.retain(|c| c.type_ != "Ready");
+    status.conditions.insert(0, ready);
+    status.observed_generation = stack.metadata.generation;
+    status
+}
 
-    fn time(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).unwrap())
-    }
-
-    fn deployment(available: bool) -> Deployment {
-        Deployment {
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                ..Default::default()
-            }),
-            status: Some(DeploymentStatus {
-                ready_replicas: Some(i32::from(available)),
-                conditions: Some(vec![DeploymentCondition {
-                    type_: "Available".into(),
-                    status: if available { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    fn stack() -> VoiceChatStack {
-        let mut s = VoiceChatStack::new("demo", Default::default());
-        s.metadata.namespace = Some("apps".into());
-        s.metadata.generation = Some(3);
-        s
-    }
-
-    static NO_REASONS: BTreeMap<String, String> = BTreeMap::new();
-
-    fn observed(deployments: &BTreeMap<String, Deployment>) -> Observed<'_> {
-        Observed {
-            deployments,
-            jwt_secret_present: true,
-            profile: Resolved::Cpu,
-            profile_reason: "Auto: no GPU".into(),
-            pod_reasons: &NO_REASONS,
-        }
-    }
-
-    fn condition<'a>(s: &'a VoiceChatStackStatus, t: &str) -> &'a Condition {
-        s.conditions.iter().find(|c| c.type_ == t).unwrap()
-    }
-
-    #[test]
-    fn ready_only_when_every_part_is_available() {
-        let mut d = BTreeMap::from([
-            ("demo-chat".to_owned(), deployment(true)),
-            ("demo-voice".to_owned(), deployment(false)),
-            ("demo-redis".to_owned(), deployment(true)),
-        ]);
-        let s = compute(&stack(), &observed(&d), &time(100));
-        assert_eq!(s.conditions[0].type_, "Ready");
-        assert_eq!(condition(&s, "Ready").status, "False");
-        assert!(condition(&s, "Ready").message.contains("VoiceReady"));
-        assert_eq!(condition(&s, "ChatReady").status, "True");
-        assert_eq!(s.observed_generation, Some(3));
-        assert_eq!(condition(&s, "Ready").observed_generation, Some(3));
-        assert_eq!(s.stt_profile.as_deref(), Some("CPU"));
-        assert_eq!(
-            s.endpoints.as_ref().unwrap().chat,
-            "http://demo-chat.apps.svc:8007"
-        );
-        d.insert("demo-voice".into(), deployment(true));
-        let s = compute(&stack(), &observed(&d), &time(100));
-        assert_eq!(condition(&s, "Ready").status, "True");
-    }
-
-    #[test]
-    fn transition_time_moves_only_on_change() {
-        let d = BTreeMap::from([
-            ("demo-chat".to_owned(), deployment(true)),
-            ("demo-voice".to_owned(), deployment(true)),
-            ("demo-redis".to_owned(), deployment(true)),
-        ]);
-        let mut s = stack();
-        s.status = Some(compute(&s, &observed(&d), &time(100)));
-        let again = compute(&s, &observed(&d), &time(200));
-        assert_eq!(
-            condition(&again, "Ready").last_transition_time,
-            time(100),
-            "unchanged: time kept"
-        );
-        assert_eq!(
-            again,
-            compute(&s, &observed(&d), &time(300)),
-            "a steady state computes the same status"
-        );
-        let mut broken = d.clone();
-        broken.insert("demo-chat".into(), deployment(false));
-        let changed = compute(&s, &observed(&broken), &time(200));
-        assert_eq!(
-            condition(&changed, "ChatReady").last_transition_time,
-            time(200)
-        );
-        assert_eq!(
-            condition(&changed, "VoiceReady").last_transition_time,
-            time(100)
-        );
-    }
-
-    #[test]
-    fn an_unavailable_part_says_why_its_pods_are_not_ready() {
-        let d = BTreeMap::from([
-            ("demo-chat".to_owned(), deployment(true)),
-            ("demo-voice".to_owned(), deployment(false)),
-            ("demo-redis".to_owned(), deployment(true)),
-        ]);
-        let reasons = BTreeMap::from([(
-            "demo-voice".to_owned(),
-            "pod demo-voice-1: /readyz answers 503: no speech-to-text engine loaded".to_owned(),
-        )]);
-        let o = Observed {
-            pod_reasons: &reasons,
-            ..observed(&d)
-        };
-        let s = compute(&stack(), &o, &time(1));
-        let voice = condition(&s, "VoiceReady");
-        assert_eq!(voice.status, "False");
-        assert!(
-            voice.message.ends_with(
-                "; pod demo-voice-1: /readyz answers 503: no speech-to-text engine loaded"
-            ),
-            "{}",
-            voice.message
-        );
-        assert!(!condition(&s, "ChatReady").message.contains("pod"));
-    }
-
-    #[test]
-    fn missing_children_and_secret_are_named() {
-        let d = BTreeMap::new();
-        let mut o = observed(&d);
-        o.jwt_secret_present = false;
-        let s = compute(&stack(), &o, &time(1));
-        assert_eq!(condition(&s, "SecretReady").reason, "Missing");
-        assert_eq!(condition(&s, "ChatReady").reason, "NotCreated");
-        assert_eq!(condition(&s, "RedisReady").status, "False");
+/// A verdict as a condition. Its `lastTransitionTime` is the previous
+/// condition's of the same type while the status stays the same, `now`
+/// when it changes (a new reason or message is no transition).
+fn condition(
+    previous: &[Condition],
+    verdict: Verdict,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if verdict.ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == verdict.type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: verdict.type_.into(),
+        status: status.into(),
+        reason: verdict.reason,
+        message: verdict.message,
+        last_transition_time: since,
+        observed_generation: generation,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,16 +17,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use sha2::{Digest, Sha256};
+use voicechat_common::stt_profile::SttProfile;
 
 use crate::crd::{RedisMode, VoiceChatStack};
-use crate::profile::Resolved;
 use crate::settings::OperatorSettings;
 use meta::{Part, child_meta};
 
 /// What the build needs to know about the cluster.
 #[derive(Debug, Clone)]
 pub struct Facts {
-    pub profile: Resolved,
+    pub profile: SttProfile,
     /// The generated JWT secret: the existing Secret's value when there is
     /// one (so re-applying changes nothing), else a fresh random value.
     /// Unused when the stack names its own Secret.

@@ -4,23 +4,22 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::*;
 use crate::crd::{LlmBackend, RedisSpec, SecretKeyRef, VoiceChatStackSpec};
+use crate::fixtures;
 
-fn stack(spec: VoiceChatStackSpec) -> VoiceChatStack {
-    let mut s = VoiceChatStack::new("demo", spec);
-    s.metadata.namespace = Some("apps".into());
-    s.metadata.uid = Some("1234-uid".into());
-    s
-}
-
-fn facts(profile: Resolved) -> Facts {
+fn facts(profile: SttProfile) -> Facts {
     Facts {
         profile,
         jwt_secret: "s3cret-value-from-the-cluster".into(),
     }
 }
 
-fn built(spec: VoiceChatStackSpec, profile: Resolved) -> Children {
-    build(&stack(spec), &OperatorSettings::default(), &facts(profile)).unwrap()
+fn built(spec: VoiceChatStackSpec, profile: SttProfile) -> Children {
+    build(
+        &fixtures::stack().with_spec(spec),
+        &OperatorSettings::default(),
+        &facts(profile),
+    )
+    .unwrap()
 }
 
 fn deployment<'a>(c: &'a Children, name: &str) -> &'a Deployment {
@@ -51,7 +50,7 @@ fn container(d: &Deployment) -> &k8s_openapi::api::core::v1::Container {
 
 #[test]
 fn an_empty_spec_builds_the_whole_cpu_stack() {
-    let c = built(VoiceChatStackSpec::default(), Resolved::Cpu);
+    let c = built(VoiceChatStackSpec::default(), SttProfile::Cpu);
     let names: Vec<_> = c
         .deployments
         .iter()
@@ -201,7 +200,7 @@ fn an_empty_spec_builds_the_whole_cpu_stack() {
 fn every_pod_meets_the_restricted_pod_security_level() {
     let mut spec = VoiceChatStackSpec::default();
     spec.ollama.enabled = true;
-    let c = built(spec, Resolved::Gpu);
+    let c = built(spec, SttProfile::Gpu);
     assert_eq!(c.deployments.len(), 4);
     for d in &c.deployments {
         let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
@@ -227,7 +226,7 @@ fn every_pod_meets_the_restricted_pod_security_level() {
 
 #[test]
 fn gpu_profile_uses_the_cuda_image_gpu_limit_toleration_and_larger_model() {
-    let c = built(VoiceChatStackSpec::default(), Resolved::Gpu);
+    let c = built(VoiceChatStackSpec::default(), SttProfile::Gpu);
     let voice = deployment(&c, "demo-voice");
     let vc = container(voice);
     assert_eq!(
@@ -273,7 +272,7 @@ fn overrides_replicas_threads_scheduling_and_secrets() {
     };
     spec.chat.llm.backend = LlmBackend::OpenAI;
     spec.chat.llm.url = Some("http://llm.ai:8000/v1".into());
-    let c = built(spec, Resolved::Cpu);
+    let c = built(spec, SttProfile::Cpu);
     assert_eq!(c.pdbs.len(), 2);
     assert!(
         c.jwt_secret.is_none(),
@@ -326,9 +325,9 @@ fn threads_follow_the_cpu_limit() {
 
 #[test]
 fn output_is_deterministic_and_config_changes_roll_pods() {
-    let a = serde_json::to_value(built(VoiceChatStackSpec::default(), Resolved::Cpu).deployments)
+    let a = serde_json::to_value(built(VoiceChatStackSpec::default(), SttProfile::Cpu).deployments)
         .unwrap();
-    let b = serde_json::to_value(built(VoiceChatStackSpec::default(), Resolved::Cpu).deployments)
+    let b = serde_json::to_value(built(VoiceChatStackSpec::default(), SttProfile::Cpu).deployments)
         .unwrap();
     assert_eq!(
         a, b,
@@ -349,9 +348,9 @@ fn output_is_deterministic_and_config_changes_roll_pods() {
             .clone()
     };
     let mut spec = VoiceChatStackSpec::default();
-    let before = checksum_of(&built(spec.clone(), Resolved::Cpu));
+    let before = checksum_of(&built(spec.clone(), SttProfile::Cpu));
     spec.voice.whisper_model = Some("ggml-small.bin".into());
-    let after = checksum_of(&built(spec, Resolved::Cpu));
+    let after = checksum_of(&built(spec, SttProfile::Cpu));
     assert_ne!(before, after);
 }
 
@@ -360,9 +359,9 @@ fn invalid_stacks_are_refused_with_a_category() {
     let mut spec = VoiceChatStackSpec::default();
     spec.redis.mode = crate::crd::RedisMode::External;
     let err = build(
-        &stack(spec),
+        &fixtures::stack().with_spec(spec),
         &OperatorSettings::default(),
-        &facts(Resolved::Cpu),
+        &facts(SttProfile::Cpu),
     )
     .unwrap_err();
     assert_eq!(err, BuildError::ExternalRedisWithoutUrl);
@@ -379,11 +378,11 @@ fn engine_choices_reach_the_voice_service() {
             crate::crd::SttEngine::Vosk,
         ]),
     });
-    let c = built(spec, Resolved::Cpu);
+    let c = built(spec, SttProfile::Cpu);
     let vconf = config(&c, "demo-voice-config");
     assert_eq!(vconf["VOICE_TTS_ENGINES"], "espeak-ng");
     assert_eq!(vconf["VOICE_STT_ENGINES"], "whisper,vosk");
-    let plain = built(VoiceChatStackSpec::default(), Resolved::Cpu);
+    let plain = built(VoiceChatStackSpec::default(), SttProfile::Cpu);
     assert!(
         !config(&plain, "demo-voice-config").contains_key("VOICE_STT_ENGINES"),
         "unset: the service's defaults"

@@ -1,150 +1,12 @@
-//! One reconcile against a mocked API server (tower-test, as kube-rs's
+//! One reconcile against a fake API server (tower-test, as kube-rs's
 //! controller-rs does): the requests, in order, with the field manager and
 //! `force`; the generated JWT Secret; the status; and a second reconcile of
 //! the same state that writes no status.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use http::Method;
+use serde_json::json;
 
-use http::{Method, Request, Response, StatusCode};
-use kube::Client;
-use kube::client::Body;
-use serde_json::{Value, json};
-use voicechat_operator::controller::{Context, reconcile};
-use voicechat_operator::crd::{VoiceChatStack, VoiceChatStackSpec};
-use voicechat_operator::metrics::OperatorMetrics;
-use voicechat_operator::settings::OperatorSettings;
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    body: Value,
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-/// Objects the mock API server holds, by path.
-type Store = Arc<Mutex<BTreeMap<String, Value>>>;
-
-fn not_found() -> Response<Body> {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
-    )
-}
-
-/// A small API server: applies are stored (and answered with the whole
-/// object), gets and lists read the store, deletes remove from it.
-async fn serve(mut handle: Handle, store: Store) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    while let Some((request, reply)) = handle.next_request().await {
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let query = request.uri().query().unwrap_or_default().to_owned();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let mut objects = store.lock().unwrap();
-        let is_list = query.contains("labelSelector") || path == "/api/v1/nodes";
-        let response = match method {
-            Method::GET if is_list => {
-                let prefix = format!("{path}/");
-                let items: Vec<Value> = objects
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                json_response(
-                    StatusCode::OK,
-                    &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": items}),
-                )
-            }
-            Method::GET => objects
-                .get(&path)
-                .map_or_else(not_found, |o| json_response(StatusCode::OK, o)),
-            Method::PATCH => {
-                let mut object = body.clone();
-                if path.ends_with("/status") {
-                    object["metadata"] = json!({"name": "demo", "namespace": "apps"});
-                    object["spec"] = json!({});
-                } else {
-                    objects.insert(path.clone(), object.clone());
-                }
-                json_response(StatusCode::OK, &object)
-            }
-            // Events are created, never read back here.
-            Method::POST if path.contains("/events") => json_response(StatusCode::CREATED, &body),
-            Method::DELETE => match objects.remove(&path) {
-                Some(_) => json_response(
-                    StatusCode::OK,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                None => not_found(),
-            },
-            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({})),
-        };
-        seen.push(Seen {
-            method,
-            path,
-            query,
-            body,
-        });
-        reply.send_response(response);
-    }
-    seen
-}
-
-fn writes(seen: &[Seen]) -> Vec<String> {
-    seen.iter()
-        .filter(|s| s.method != Method::GET)
-        .map(|s| format!("{} {}", s.method, s.path))
-        .collect()
-}
-
-fn stack() -> VoiceChatStack {
-    let mut s = VoiceChatStack::new("demo", VoiceChatStackSpec::default());
-    s.metadata.namespace = Some("apps".into());
-    s.metadata.uid = Some("uid-1".into());
-    s.metadata.generation = Some(1);
-    s
-}
-
-async fn run_reconcile(stack: VoiceChatStack, store: Store) -> Vec<Seen> {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(serve(handle, store));
-    let ctx = Arc::new(Context::new(
-        Client::new(service, "apps"),
-        OperatorSettings::default(),
-        OperatorMetrics::new().unwrap(),
-    ));
-    reconcile(Arc::new(stack), ctx).await.expect("reconcile");
-    // Dropping the client ends the mock server's request stream.
-    server.await.unwrap()
-}
-
-fn empty_store() -> Store {
-    Arc::new(Mutex::new(BTreeMap::new()))
-}
-
-/// The stack as the API server would hand it out after `seen`'s status write.
-fn settled(mut stack: VoiceChatStack, seen: &[Seen]) -> VoiceChatStack {
-    let status = seen
-        .iter()
-        .rev()
-        .find(|p| p.method == Method::PATCH && p.path.ends_with("/status"))
-        .expect("a status write");
-    stack.status = Some(serde_json::from_value(status.body["status"].clone()).unwrap());
-    stack
-}
+use crate::fixtures::{Seen, empty_store, run_reconcile, settled, stack, writes};
 
 #[tokio::test]
 async fn reconcile_applies_children_in_order_then_writes_status() {
@@ -275,7 +137,7 @@ async fn children_no_longer_wanted_are_deleted() {
 #[tokio::test]
 async fn an_invalid_stack_gets_a_status_and_waits() {
     let mut s = stack();
-    s.spec.redis.mode = voicechat_operator::crd::RedisMode::External;
+    s.spec.redis.mode = crate::crd::RedisMode::External;
     let seen = run_reconcile(s, empty_store()).await;
     assert!(
         seen.iter().all(|p| !p.path.contains("/deployments/")),
