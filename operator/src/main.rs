@@ -36,23 +36,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    voicechat_common::telemetry::init();
-    voicechat_operator::install_crypto_provider();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "operator failed");
-            eprintln!("voicechat-operator: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    voicechat_common::service::run_process("voicechat-operator", || async {
+        voicechat_operator::install_crypto_provider();
+        serve().await
+    })
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
