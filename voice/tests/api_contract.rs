@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use support::*;
+use voicechat_voice::engine_name::{SttEngine, TtsEngine};
 
 /// A service without Piper voices (the model removed) and without Vosk.
 fn degraded_service() -> &'static Service {
@@ -503,8 +504,8 @@ async fn only_the_configured_engines_are_loaded() {
     }
     let m = models_dir();
     let mut cfg = config(None, m.join("piper"), m.join("vosk"));
-    cfg.tts_engines = vec!["espeak-ng".into()];
-    cfg.stt_engines = vec!["vosk".into()];
+    cfg.tts_engines = vec![TtsEngine::EspeakNg];
+    cfg.stt_engines = vec![SttEngine::Vosk];
     let s = Service::start(cfg, None);
     let engines: Value = client()
         .get(s.url("/api/v1/engines"))
