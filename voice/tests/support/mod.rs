@@ -126,6 +126,25 @@ impl Service {
             .expect("tts request")
     }
 
+    /// `GET path` as user `a`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("JSON body")
+    }
+
+    /// `GET path` as user `a`, answered with text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("text body")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        client()
+            .get(self.url(path))
+            .bearer_auth(token("a"))
+            .send()
+            .await
+            .expect("GET request")
+    }
+
     /// `POST /api/v1/stt?{query}` with this WAV, as user `alice`.
     pub async fn stt(&self, wav: Vec<u8>, query: &str) -> reqwest::Response {
         client()
