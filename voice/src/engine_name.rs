@@ -72,13 +72,8 @@ impl EngineName for TtsEngine {
     }
 }
 
+/// As `as_str`, for error messages (`whisper failed: ...`).
 impl fmt::Display for SttEngine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for TtsEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
