@@ -11,7 +11,12 @@ fn main() {
     println!("cargo::rustc-link-lib=sonic");
     println!("cargo::rerun-if-env-changed=LIBRARY_PATH");
     let from_env = std::env::var("LIBRARY_PATH").unwrap_or_default();
-    let system = ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/lib"];
+    let system = [
+        "/usr/local/lib",
+        "/usr/lib",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib",
+    ];
     let found = from_env
         .split(':')
         .filter(|d| !d.is_empty())

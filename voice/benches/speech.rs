@@ -10,12 +10,13 @@
 use std::time::{Duration, Instant};
 
 use voicechat_common::auth::{AuthSettings, JwtSettings};
+use voicechat_common::stt_profile::SttProfile;
 use voicechat_voice::audio::{self, STT_SAMPLE_RATE};
 use voicechat_voice::config::VoiceConfig;
+use voicechat_voice::engine_name::{EngineName, SttEngine, TtsEngine};
 use voicechat_voice::engines::Engines;
 use voicechat_voice::state::AppState;
 use voicechat_voice::stt::SttOptions;
-use voicechat_voice::stt::router::Profile;
 
 const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. \
@@ -46,7 +47,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         vosk_max_secs: 15.0,
         espeak_program: "espeak-ng".into(),
         espeak_default_voice: "en-us".into(),
-        profile: Profile::Cpu,
+        profile: SttProfile::Cpu,
         threads,
         inference_concurrency,
         max_text_chars: 5000,
@@ -54,14 +55,8 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         max_audio_secs: 600,
         vad_threshold_dbfs: -45.0,
         google: None,
-        tts_engines: voicechat_voice::config::TTS_ENGINES
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect(),
-        stt_engines: voicechat_voice::config::STT_ENGINES
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect(),
+        tts_engines: TtsEngine::ALL.to_vec(),
+        stt_engines: SttEngine::ALL.to_vec(),
         cors: Default::default(),
         deadlines: voicechat_common::serve::RequestDeadlines {
             header_timeout: Duration::from_secs(10),
@@ -115,11 +110,7 @@ async fn main() {
         tts_direct.push(speech_secs / elapsed);
         let samples = audio::resample(&s.audio, STT_SAMPLE_RATE).expect("resample");
         let t = Instant::now();
-        let whisper = engines
-            .stt
-            .iter()
-            .find(|e| e.name() == "whisper")
-            .expect("whisper");
+        let whisper = engines.stt.get(SttEngine::Whisper).expect("whisper");
         whisper
             .transcribe(&samples, &SttOptions::default())
             .expect("stt");

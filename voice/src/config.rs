@@ -8,27 +8,10 @@ use std::time::Duration;
 use voicechat_common::auth::AuthSettings;
 use voicechat_common::config::{self, ConfigError};
 use voicechat_common::serve::RequestDeadlines;
+use voicechat_common::stt_profile::SttProfile;
 
+use crate::engine_name::{EngineName, SttEngine, TtsEngine};
 use crate::google::GoogleSettings;
-use crate::stt::router::Profile;
-
-/// Whisper models tried in order when `WHISPER_MODEL` is unset, per
-/// profile: on CPU the small ones first (speed), on GPU the large ones.
-const CPU_WHISPER_MODELS: &[&str] = &[
-    "ggml-base.en.bin",
-    "ggml-base.bin",
-    "ggml-tiny.en.bin",
-    "ggml-tiny.bin",
-    "ggml-small.bin",
-];
-const GPU_WHISPER_MODELS: &[&str] = &[
-    "ggml-large-v3-turbo.bin",
-    "ggml-medium.bin",
-    "ggml-small.bin",
-    "ggml-base.bin",
-    "ggml-base.en.bin",
-    "ggml-tiny.en.bin",
-];
 
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
@@ -46,7 +29,7 @@ pub struct VoiceConfig {
     pub vosk_max_secs: f64,
     pub espeak_program: String,
     pub espeak_default_voice: String,
-    pub profile: Profile,
+    pub profile: SttProfile,
     pub threads: usize,
     pub inference_concurrency: usize,
     pub max_text_chars: usize,
@@ -57,54 +40,41 @@ pub struct VoiceConfig {
     pub google: Option<GoogleSettings>,
     /// Engines to load (`VOICE_TTS_ENGINES`, `VOICE_STT_ENGINES`), in
     /// their fixed order of preference; Google also needs credentials.
-    pub tts_engines: Vec<String>,
-    pub stt_engines: Vec<String>,
+    pub tts_engines: Vec<TtsEngine>,
+    pub stt_engines: Vec<SttEngine>,
     /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
     pub cors: voicechat_common::cors::AllowedOrigins,
     /// How long a client may take to send a request's headers and body.
     pub deadlines: RequestDeadlines,
 }
 
-pub const TTS_ENGINES: &[&str] = &["piper", "espeak-ng", "google"];
-pub const STT_ENGINES: &[&str] = &["whisper", "vosk", "google"];
-
-/// A comma-separated engine list; every name must be one of `known`.
-pub fn parse_engines(
-    name: &str,
-    raw: Option<&str>,
-    known: &[&str],
-) -> Result<Vec<String>, ConfigError> {
+/// A comma-separated engine list of variable `name`; unset means every
+/// engine of the kind.
+pub fn parse_engines<E: EngineName>(name: &str, raw: Option<&str>) -> Result<Vec<E>, ConfigError> {
     let Some(raw) = raw else {
-        return Ok(known.iter().map(|e| (*e).to_owned()).collect());
+        return Ok(E::ALL.to_vec());
     };
-    let mut engines = Vec::new();
-    for engine in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        if !known.contains(&engine) {
-            return Err(ConfigError::Invalid {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|engine| {
+            E::parse(engine).ok_or_else(|| ConfigError::Invalid {
                 name: name.into(),
-                message: format!("unknown engine {engine:?}; known: {}", known.join(", ")),
-            });
-        }
-        engines.push(engine.to_owned());
-    }
-    Ok(engines)
+                message: format!("unknown engine {engine:?}; known: {}", E::known()),
+            })
+        })
+        .collect()
 }
 
 impl VoiceConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let listen = voicechat_common::service::listen_addr("VOICE_BIND", "VOICE_PORT", 8006)?;
-        let profile = match config::env_string("STT_PROFILE")
-            .map(|p| p.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("cpu") => Profile::Cpu,
-            Some("gpu") => Profile::Gpu,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "STT_PROFILE".into(),
-                    message: format!("{other:?} is not cpu or gpu"),
-                });
-            }
+        let profile = match config::env_string("STT_PROFILE") {
+            None => SttProfile::Cpu,
+            Some(p) => SttProfile::parse(&p).ok_or_else(|| ConfigError::Invalid {
+                name: "STT_PROFILE".into(),
+                message: format!("{:?} is not cpu or gpu", p.to_ascii_lowercase()),
+            })?,
         };
         let models_dir = PathBuf::from(
             config::env_string("VOICE_MODELS_DIR").unwrap_or_else(|| "/models".into()),
@@ -160,12 +130,10 @@ impl VoiceConfig {
             tts_engines: parse_engines(
                 "VOICE_TTS_ENGINES",
                 config::env_string("VOICE_TTS_ENGINES").as_deref(),
-                TTS_ENGINES,
             )?,
             stt_engines: parse_engines(
                 "VOICE_STT_ENGINES",
                 config::env_string("VOICE_STT_ENGINES").as_deref(),
-                STT_ENGINES,
             )?,
         })
     }
@@ -173,11 +141,8 @@ impl VoiceConfig {
 
 /// The first installed model of the profile's preference list (the first
 /// of the list when none is installed, so the error names a useful file).
-pub fn default_whisper_model(dir: &std::path::Path, profile: Profile) -> PathBuf {
-    let list = match profile {
-        Profile::Cpu => CPU_WHISPER_MODELS,
-        Profile::Gpu => GPU_WHISPER_MODELS,
-    };
+pub fn default_whisper_model(dir: &std::path::Path, profile: SttProfile) -> PathBuf {
+    let list = profile.whisper_models();
     list.iter()
         .map(|name| dir.join(name))
         .find(|p| p.is_file())
@@ -217,21 +182,27 @@ mod tests {
 
     #[test]
     fn engine_lists_default_to_all_and_refuse_unknown_names() {
+        use SttEngine::{Google, Vosk, Whisper};
         assert_eq!(
-            parse_engines("X", None, STT_ENGINES).unwrap(),
-            ["whisper", "vosk", "google"]
+            parse_engines::<SttEngine>("X", None).unwrap(),
+            [Whisper, Vosk, Google]
         );
         assert_eq!(
-            parse_engines("X", Some("vosk, whisper"), STT_ENGINES).unwrap(),
-            ["vosk", "whisper"]
+            parse_engines::<SttEngine>("X", Some("vosk, whisper")).unwrap(),
+            [Vosk, Whisper]
         );
         assert!(
-            parse_engines("X", Some(""), TTS_ENGINES)
+            parse_engines::<TtsEngine>("X", Some(""))
                 .unwrap()
                 .is_empty()
         );
-        let err = parse_engines("VOICE_TTS_ENGINES", Some("piper,coqui"), TTS_ENGINES).unwrap_err();
+        let err = parse_engines::<TtsEngine>("VOICE_TTS_ENGINES", Some("piper,coqui")).unwrap_err();
         assert!(err.to_string().contains("coqui"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("unknown engine \"coqui\"; known: piper, espeak-ng, google"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,23 +1,22 @@
 //! The installed engines, loaded once (at start-up, on the blocking pool).
 
 use serde::Serialize;
+use voicechat_common::stt_profile::SttProfile;
 
 use crate::config::VoiceConfig;
+use crate::engine_name::{SttEngine, TtsEngine};
 use crate::google::stt::GoogleStt;
 use crate::google::tts::GoogleTts;
-use crate::stt::SpeechToText;
-use crate::stt::router::{EngineFacts, Profile};
 use crate::stt::vosk::VoskStt;
 use crate::stt::whisper::WhisperStt;
+use crate::stt::{SpeechToText, SttChain};
 use crate::tts::espeak::EspeakTts;
 use crate::tts::piper::PiperTts;
 use crate::tts::{TextToSpeech, TtsChain};
 
 pub struct Engines {
     pub tts: TtsChain,
-    /// Whisper first, then Vosk: the order used when routing has no preference.
-    pub stt: Vec<Box<dyn SpeechToText>>,
-    pub profile: Profile,
+    pub stt: SttChain,
 }
 
 /// One row of `GET /api/v1/engines`.
@@ -34,26 +33,28 @@ pub struct EngineStatus {
 
 impl Engines {
     pub fn load(config: &VoiceConfig) -> Self {
-        let wanted = |list: &[String], name: &str| list.iter().any(|e| e == name);
+        let tts_wanted = |e: TtsEngine| config.tts_engines.contains(&e);
+        let stt_wanted = |e: SttEngine| config.stt_engines.contains(&e);
         let mut tts: Vec<Box<dyn TextToSpeech>> = Vec::new();
-        if wanted(&config.tts_engines, "piper") {
+        if tts_wanted(TtsEngine::Piper) {
             tts.push(Box::new(PiperTts::load(&config.piper_dir)));
         }
-        if wanted(&config.tts_engines, "espeak-ng") {
+        if tts_wanted(TtsEngine::EspeakNg) {
             tts.push(Box::new(EspeakTts::new(
                 config.espeak_program.clone(),
                 config.espeak_default_voice.clone(),
             )));
         }
+        // Whisper first, then Vosk: the order used when routing has no preference.
         let mut stt: Vec<Box<dyn SpeechToText>> = Vec::new();
-        if wanted(&config.stt_engines, "whisper") {
+        if stt_wanted(SttEngine::Whisper) {
             stt.push(Box::new(WhisperStt::load(
                 &config.whisper_model,
                 config.threads,
-                config.profile == Profile::Gpu,
+                config.profile == SttProfile::Gpu,
             )));
         }
-        if wanted(&config.stt_engines, "vosk") {
+        if stt_wanted(SttEngine::Vosk) {
             stt.push(Box::new(VoskStt::load(
                 &config.vosk_dir,
                 config.vosk_default_language.clone(),
@@ -63,10 +64,10 @@ impl Engines {
         if let Some(google) = &config.google {
             match reqwest::Client::builder().timeout(google.timeout).build() {
                 Ok(http) => {
-                    if google.tts_enabled && wanted(&config.tts_engines, "google") {
+                    if google.tts_enabled && tts_wanted(TtsEngine::Google) {
                         tts.push(Box::new(GoogleTts::new(google, http.clone())));
                     }
-                    if google.stt_enabled && wanted(&config.stt_engines, "google") {
+                    if google.stt_enabled && stt_wanted(SttEngine::Google) {
                         stt.push(Box::new(GoogleStt::new(google, http)));
                     }
                 }
@@ -75,25 +76,13 @@ impl Engines {
         }
         Self {
             tts: TtsChain { engines: tts },
-            stt,
-            profile: config.profile,
+            stt: SttChain::new(
+                stt,
+                config.profile,
+                config.vosk_max_secs,
+                config.vad_threshold_dbfs,
+            ),
         }
-    }
-
-    /// Routing facts for a language, healthy engines only.
-    pub fn stt_facts(&self, language: Option<&str>) -> Vec<EngineFacts> {
-        self.stt
-            .iter()
-            .map(|e| {
-                let healthy = e.health().is_ok();
-                EngineFacts {
-                    name: e.name(),
-                    healthy,
-                    supports_language: healthy && e.supports(language),
-                    supports_grammar: e.name() == "vosk",
-                }
-            })
-            .collect()
     }
 
     pub fn status(&self) -> Vec<EngineStatus> {
@@ -107,7 +96,7 @@ impl Engines {
                 provides: e.voices().into_iter().map(|v| v.name).collect(),
             }
         });
-        let stt = self.stt.iter().map(|e| {
+        let stt = self.stt.engines().iter().map(|e| {
             let health = e.health();
             EngineStatus {
                 name: e.name(),

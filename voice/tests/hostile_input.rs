@@ -2,7 +2,7 @@
 //! UTF-8, 10,000-character texts, path tricks in voice, engine and language
 //! names, and WebSocket frames that are not valid UTF-8 or too large. Each
 //! is refused with a clear error and the service keeps serving. (Broken,
-//! truncated, oversized and too-long audio is in `api_contract.rs`; NaN
+//! truncated, oversized and too-long audio is in `api_errors.rs`; NaN
 //! samples in the audio module's unit tests; random input in `fuzz/`.)
 
 mod support;

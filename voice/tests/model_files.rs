@@ -12,17 +12,6 @@ use support::*;
 
 const SENTENCE: &str = "Please call me back when you get home.";
 
-async fn get_json(s: &Service, path: &str) -> Value {
-    client()
-        .get(s.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// A private copy of the Piper voice and the Whisper model, so the test
 /// can remove or break them.
 fn copy_models(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -78,7 +67,7 @@ async fn models_removed_at_runtime_keep_serving_and_the_next_start_falls_back() 
         word_error_rate(SENTENCE, t["text"].as_str().unwrap()) <= PIPER_WER,
         "{t}"
     );
-    let health = get_json(&running, "/health").await;
+    let health = running.get_json("/health").await;
     assert_eq!(
         health["dependencies"]["engine:piper"]["status"],
         "connected"
@@ -93,7 +82,7 @@ async fn models_removed_at_runtime_keep_serving_and_the_next_start_falls_back() 
     let restarted = Service::start(cfg, None);
     let ready = client().get(restarted.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let health = get_json(&restarted, "/health").await;
+    let health = restarted.get_json("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
     let piper_error = health["dependencies"]["engine:piper"]["error"]
         .as_str()
@@ -141,7 +130,7 @@ async fn corrupt_model_files_are_reported_by_name_and_fallen_back_from() {
     cfg.whisper_model = whisper.clone();
     let s = Service::start(cfg, None);
 
-    let health = get_json(&s, "/health").await;
+    let health = s.get_json("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
     let piper_error = health["dependencies"]["engine:piper"]["error"]
         .as_str()

@@ -179,14 +179,7 @@ async fn results_are_cached_in_redis() {
     assert_eq!(b["cached"], true);
     assert_eq!(a["text"], b["text"]);
 
-    let metrics = client()
-        .get(service().url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service().get_text("/metrics").await;
     assert!(
         metrics.contains("voice_cache_total{kind=\"tts\",result=\"hit\"}"),
         "{metrics}"

@@ -136,6 +136,48 @@ async fn streaming_refuses_bad_tokens_and_parameters() {
     }
 }
 
+/// A stream is checked and routed as an upload is: what `POST /api/v1/stt`
+/// refuses with a 400, `/ws/stt` refuses with 4400 and the same message.
+#[tokio::test]
+async fn streaming_refuses_what_the_batch_route_refuses_with_its_message() {
+    if !models_or_skip("streaming_refuses_what_the_batch_route_refuses_with_its_message") {
+        return;
+    }
+    let wav = silence_wav(16_000, 1.0);
+    for (query, code) in [
+        // tiny.en cannot hear xx and Vosk has no model for it.
+        ("language=xx".to_owned(), "unsupported_language"),
+        ("language=ko/../../whisper".to_owned(), "invalid_request"),
+        (
+            format!("grammar={}", urlencoding(&json!([]).to_string())),
+            "invalid_request",
+        ),
+        (
+            format!("engine=whisper&grammar={}", urlencoding(r#"["yes"]"#)),
+            "unsupported_language",
+        ),
+        ("engine=google".to_owned(), "unknown_engine"),
+    ] {
+        let r = service().stt(wav.clone(), &query).await;
+        assert_eq!(r.status(), 400, "{query}");
+        let batch: Value = r.json().await.unwrap();
+        assert_eq!(batch["error"]["code"], code, "{query}: {batch}");
+
+        let mut ws = connect(&format!("token={}&{query}", token("a"))).await;
+        match ws.next().await.unwrap().unwrap() {
+            Message::Close(Some(f)) => {
+                assert_eq!(u16::from(f.code), 4400, "{query}: {f:?}");
+                assert_eq!(
+                    f.reason.as_str(),
+                    batch["error"]["message"].as_str().unwrap(),
+                    "{query}"
+                );
+            }
+            other => panic!("{query}: expected a close, got {other:?}"),
+        }
+    }
+}
+
 fn urlencoding(s: &str) -> String {
     s.bytes()
         .map(|b| {

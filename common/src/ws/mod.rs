@@ -67,11 +67,19 @@ pub async fn refuse(socket: WebSocket, error: &AuthError) {
     close(socket, code::UNAUTHORIZED, &error.to_string()).await;
 }
 
-/// Sends Close with `code` and `reason`, then waits briefly for the reply.
+/// A close frame's reason is at most 123 bytes (RFC 6455 section 5.5).
+const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// Sends Close with `code` and `reason` (cut to what a frame can hold, at
+/// a character boundary), then waits briefly for the reply.
 pub async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let frame = CloseFrame {
         code,
-        reason: reason.into(),
+        reason: reason[..end].into(),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
     await_close_reply(&mut socket).await;

@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::{GoogleClient, GoogleError, GoogleSettings};
 use crate::audio::STT_SAMPLE_RATE;
-use crate::stt::{Segment, SpeechToText, SttError, SttOptions, SttStream, Transcript};
+use crate::stt::{Segment, SpeechToText, SttEngine, SttError, SttOptions, SttStream, Transcript};
 
-const ENGINE: &str = "google";
+const ENGINE: SttEngine = SttEngine::Google;
 /// Synchronous recognition takes at most about a minute of audio.
 const MAX_SECS: usize = 60;
 
@@ -59,7 +59,7 @@ fn parse(answer: &serde_json::Value, language: &str) -> Transcript {
 }
 
 impl SpeechToText for GoogleStt {
-    fn name(&self) -> &'static str {
+    fn engine(&self) -> SttEngine {
         ENGINE
     }
 

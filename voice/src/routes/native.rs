@@ -12,6 +12,7 @@ use voicechat_common::api_error::ApiError;
 use super::Caller;
 use crate::speech::{self, AudioFormat, SpeechRequest, TranscribeRequest, VoiceError};
 use crate::state::AppState;
+use crate::stt::request::parse_grammar;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,15 +73,6 @@ pub struct SttQuery {
     engine: Option<String>,
     /// JSON array of phrases.
     grammar: Option<String>,
-}
-
-fn parse_grammar(raw: Option<&str>) -> Result<Option<Vec<String>>, VoiceError> {
-    raw.map(|g| {
-        serde_json::from_str::<Vec<String>>(g).map_err(|e| {
-            VoiceError::BadInput(format!("grammar must be a JSON array of strings: {e}"))
-        })
-    })
-    .transpose()
 }
 
 /// An uploaded audio file and the form fields beside it.
@@ -183,7 +175,8 @@ pub async fn stt(
 ) -> Result<Json<speech::Transcription>, ApiError> {
     let upload = read_upload(&state, request).await?;
     let field = |name: &str| upload.fields.get(name).cloned();
-    let grammar = parse_grammar(query.grammar.or_else(|| field("grammar")).as_deref())?;
+    let grammar = parse_grammar(query.grammar.or_else(|| field("grammar")).as_deref())
+        .map_err(VoiceError::from)?;
     let transcription = speech::transcribe(
         &state,
         TranscribeRequest {
@@ -211,6 +204,6 @@ pub async fn engines(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let engines = state.engines.get().ok_or(VoiceError::Loading)?;
     Ok(Json(
-        json!({ "profile": engines.profile, "engines": engines.status() }),
+        json!({ "profile": engines.stt.profile(), "engines": engines.status() }),
     ))
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::Caller;
 use super::native::{audio_response, read_upload};
+use crate::engine_name::{EngineName, SttEngine};
 use crate::speech::{
     self, AudioFormat, SpeechRequest, TranscribeRequest, Transcription, VoiceError,
 };
@@ -82,7 +83,7 @@ pub async fn speech(
 
 /// `POST /v1/audio/transcriptions` (multipart: `file`, `model`, `language`,
 /// `response_format` json/text/srt/vtt/verbose_json). `model` names an
-/// engine (`whisper`, `vosk`); `whisper-1` and others let routing pick.
+/// local engine (`whisper`, `vosk`); `whisper-1` and others let routing pick.
 pub async fn transcriptions(
     State(state): State<AppState>,
     _caller: Caller,
@@ -97,7 +98,7 @@ pub async fn transcriptions(
         ))
         .into());
     }
-    let engine = field("model").filter(|m| m == "whisper" || m == "vosk");
+    let engine = field("model").filter(|m| SttEngine::parse(m).is_some_and(SttEngine::is_local));
     let t = speech::transcribe(
         &state,
         TranscribeRequest {

@@ -4,21 +4,31 @@
 //! results as they change and a `final` result at each pause the engine
 //! detects (`"reason":"pause"`) and in answer to `end` (`"reason":"end"`);
 //! the connection then takes the next utterance.
-//! Query: `token`, `language`, `engine`, `grammar` (JSON array, Vosk).
-//! Close codes: 4001 unauthorized, 4400 bad parameters, 1009 frame or
-//! stream too large, 1007 invalid UTF-8 in a text frame.
+//! Query: `token`, `language`, `engine`, `grammar` (JSON array, Vosk),
+//! checked and routed as for `POST /api/v1/stt`.
+//! Close codes: 4001 unauthorized, 4400 bad parameters (the reason is the
+//! message `POST /api/v1/stt` gives), 1013 models still loading, 1009
+//! frame or stream too large, 1007 invalid UTF-8 in a text frame.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 use voicechat_common::ws::{self, close, code};
 
+use crate::audio::STT_SAMPLE_RATE;
+use crate::engine_name::EngineName;
+use crate::speech::{self, PlannedStream, VoiceError};
 use crate::state::AppState;
-use crate::stt::router::{self, RouteRequest};
-use crate::stt::{StreamUpdate, SttOptions, Transcript};
+use crate::stt::request::parse_grammar;
+use crate::stt::{StreamUpdate, SttRequest};
+
+mod protocol;
+mod recognizer;
+
+use protocol::{ClientMessage, ErrorCode, FinalReason, ServerEvent};
+use recognizer::{Recognizer, Update};
 
 const MAX_FRAME_BYTES: usize = 256 * 1024;
 
@@ -49,87 +59,75 @@ pub async fn upgrade(
     })
 }
 
-async fn send(socket: &mut WebSocket, value: serde_json::Value) -> bool {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .is_ok()
+async fn send(socket: &mut WebSocket, event: &ServerEvent) -> bool {
+    let Ok(text) = serde_json::to_string(event) else {
+        return false;
+    };
+    socket.send(Message::Text(text.into())).await.is_ok()
 }
 
-/// `reason`: `pause` (the engine settled an utterance mid-stream) or
-/// `end` (the answer to the client's `end`).
-fn final_event(t: &Transcript, engine: &str, reason: &str) -> serde_json::Value {
-    json!({"type": "final", "reason": reason, "text": t.text, "language": t.language, "engine": engine, "segments": t.segments})
+/// Checks and routes the request as `POST /api/v1/stt` does.
+fn open(state: &AppState, query: StreamQuery) -> Result<PlannedStream, VoiceError> {
+    let grammar = parse_grammar(query.grammar.as_deref())?;
+    let request = SttRequest::new(query.language, query.engine, grammar)?;
+    speech::plan_stream(state, request)
+}
+
+/// The close frame that refuses a stream: the batch route's message, with
+/// 1013 (try again later) while loading and 4400 for anything else.
+fn refusal(error: &VoiceError) -> (u16, String) {
+    let code = match error {
+        VoiceError::Loading => code::TRY_AGAIN_LATER,
+        _ => code::BAD_REQUEST,
+    };
+    (code, error.to_string())
+}
+
+/// 16-bit little-endian PCM → samples; `None` for an odd byte count.
+fn pcm_samples(bytes: &[u8]) -> Option<Vec<i16>> {
+    bytes.len().is_multiple_of(2).then(|| {
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    })
+}
+
+/// What the connection does after a client frame.
+enum Flow {
+    Go,
+    Stop,
+    Close(u16, &'static str),
+}
+
+/// The stream's audio so far against `VOICE_MAX_AUDIO_SECS`.
+struct AudioBudget {
+    received: usize,
+    max_samples: usize,
 }
 
 async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
-    let Some(engines) = state.engines.get().cloned() else {
-        return close(socket, code::TRY_AGAIN_LATER, "models are still loading").await;
-    };
-    let grammar = match query
-        .grammar
-        .as_deref()
-        .map(serde_json::from_str::<Vec<String>>)
-        .transpose()
-    {
-        Ok(g) => g,
-        Err(e) => return close(socket, code::BAD_REQUEST, &format!("grammar: {e}")).await,
-    };
-    let language = query.language.map(|l| l.to_ascii_lowercase());
-    let facts = engines.stt_facts(language.as_deref());
-    // Streaming counts as short audio: Vosk first where it has the language.
-    let request = RouteRequest {
-        engine: query.engine.as_deref(),
-        duration_secs: 0.0,
-        has_grammar: grammar.is_some(),
-    };
-    let index = match router::plan(
-        &facts,
-        &request,
-        engines.profile,
-        state.config.vosk_max_secs,
-    ) {
-        Ok(order) => order[0],
-        Err(e) => return close(socket, code::BAD_REQUEST, &e.to_string()).await,
-    };
-    let options = SttOptions { language, grammar };
-    let engine_name = engines.stt[index].name();
-    let max_samples = state.config.max_audio_secs as usize * crate::audio::STT_SAMPLE_RATE as usize;
-
-    // The recognizer lives on one blocking thread for the whole connection
-    // (engine streams borrow the engine and are not moved between threads);
-    // audio goes to it over a channel, updates come back the same way.
-    let (audio_tx, audio_rx) = std::sync::mpsc::sync_channel::<Option<Vec<i16>>>(32);
-    let (update_tx, mut update_rx) = tokio::sync::mpsc::channel::<Result<Update, String>>(32);
-    let worker_engines = engines.clone();
-    let worker_options = options.clone();
-    let worker = tokio::task::spawn_blocking(move || {
-        let engine = &worker_engines.stt[index];
-        let mut stream = match engine.start_stream(&worker_options) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = update_tx.blocking_send(Err(e.to_string()));
-                return;
-            }
-        };
-        while let Ok(message) = audio_rx.recv() {
-            let result = match message {
-                Some(samples) => stream.accept(&samples).map(Update::Stream),
-                None => stream.finish().map(Update::Ended),
-            };
-            if update_tx
-                .blocking_send(result.map_err(|e| e.to_string()))
-                .is_err()
-            {
-                return;
-            }
+    let planned = match open(&state, query) {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, reason) = refusal(&e);
+            return close(socket, code, &reason).await;
         }
-    });
-
-    if !send(&mut socket, json!({"type": "ready", "engine": engine_name, "language": options.language, "sample_rate": 16000})).await {
+    };
+    let engine = planned.engines.stt.first(&planned.plan).as_str();
+    let ready = ServerEvent::Ready {
+        engine,
+        language: planned.request.options.language.clone(),
+        sample_rate: STT_SAMPLE_RATE,
+    };
+    let mut budget = AudioBudget {
+        received: 0,
+        max_samples: state.config.max_audio_secs as usize * STT_SAMPLE_RATE as usize,
+    };
+    let mut recognizer = Recognizer::start(planned);
+    if !send(&mut socket, &ready).await {
         return;
     }
-    let mut received = 0usize;
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -141,54 +139,75 @@ async fn run(mut socket: WebSocket, state: AppState, query: StreamQuery) {
                     },
                     None => break,
                 };
-                match frame {
-                    Message::Binary(bytes) => {
-                        if bytes.len() % 2 != 0 {
-                            let _ = send(&mut socket, json!({"type": "error", "code": "invalid_audio", "message": "frames must hold whole 16-bit samples"})).await;
-                            continue;
-                        }
-                        received += bytes.len() / 2;
-                        if received > max_samples {
-                            return close(socket, code::TOO_BIG, "stream longer than the audio limit").await;
-                        }
-                        let samples = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-                        if audio_tx.send(Some(samples)).is_err() {
-                            break;
-                        }
-                    }
-                    Message::Text(text) => {
-                        if serde_json::from_str::<serde_json::Value>(text.as_str()).is_ok_and(|v| v["type"] == "end") {
-                            if audio_tx.send(None).is_err() {
-                                break;
-                            }
-                        } else {
-                            let _ = send(&mut socket, json!({"type": "error", "code": "invalid_message", "message": "send binary PCM frames, or {\"type\":\"end\"}"})).await;
-                        }
-                    }
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => {}
+                match on_frame(&mut socket, &recognizer, &mut budget, frame).await {
+                    Flow::Go => {}
+                    Flow::Stop => break,
+                    Flow::Close(code, reason) => return close(socket, code, reason).await,
                 }
             }
-            update = update_rx.recv() => {
-                let event = match update {
-                    None => break,
-                    Some(Err(e)) => json!({"type": "error", "code": "engine_failed", "message": e}),
-                    Some(Ok(Update::Stream(StreamUpdate::Nothing))) => continue,
-                    Some(Ok(Update::Stream(StreamUpdate::Partial(text)))) => json!({"type": "partial", "text": text}),
-                    Some(Ok(Update::Stream(StreamUpdate::Final(t)))) => final_event(&t, engine_name, "pause"),
-                    Some(Ok(Update::Ended(t))) => final_event(&t, engine_name, "end"),
-                };
-                if !send(&mut socket, event).await {
+            update = recognizer.next() => {
+                let Some(update) = update else { break };
+                if let Some(event) = event_for(update, engine)
+                    && !send(&mut socket, &event).await
+                {
                     break;
                 }
             }
         }
     }
-    drop(audio_tx);
-    let _ = worker.await;
+    recognizer.stop().await;
 }
 
-enum Update {
-    Stream(StreamUpdate),
-    Ended(Transcript),
+/// Audio goes to the recognizer, `end` ends the utterance; anything else
+/// is answered with an error event and the connection goes on.
+async fn on_frame(
+    socket: &mut WebSocket,
+    recognizer: &Recognizer,
+    budget: &mut AudioBudget,
+    frame: Message,
+) -> Flow {
+    let going = |sent: bool| if sent { Flow::Go } else { Flow::Stop };
+    match frame {
+        Message::Binary(bytes) => {
+            let Some(samples) = pcm_samples(&bytes) else {
+                let error = ServerEvent::error(
+                    ErrorCode::InvalidAudio,
+                    "frames must hold whole 16-bit samples",
+                );
+                let _ = send(socket, &error).await;
+                return Flow::Go;
+            };
+            budget.received += samples.len();
+            if budget.received > budget.max_samples {
+                return Flow::Close(code::TOO_BIG, "stream longer than the audio limit");
+            }
+            going(recognizer.accept(samples))
+        }
+        Message::Text(text) => match serde_json::from_str::<ClientMessage>(text.as_str()) {
+            Ok(ClientMessage::End) => going(recognizer.end_utterance()),
+            Err(_) => {
+                let error = ServerEvent::error(
+                    ErrorCode::InvalidMessage,
+                    "send binary PCM frames, or {\"type\":\"end\"}",
+                );
+                let _ = send(socket, &error).await;
+                Flow::Go
+            }
+        },
+        Message::Close(_) => Flow::Stop,
+        Message::Ping(_) | Message::Pong(_) => Flow::Go,
+    }
+}
+
+/// The event that tells the client of an update; `None` when there is nothing new.
+fn event_for(update: Result<Update, String>, engine: &'static str) -> Option<ServerEvent> {
+    Some(match update {
+        Err(e) => ServerEvent::error(ErrorCode::EngineFailed, e),
+        Ok(Update::Stream(StreamUpdate::Nothing)) => return None,
+        Ok(Update::Stream(StreamUpdate::Partial(text))) => ServerEvent::Partial { text },
+        Ok(Update::Stream(StreamUpdate::Final(t))) => {
+            ServerEvent::settled(t, engine, FinalReason::Pause)
+        }
+        Ok(Update::Ended(t)) => ServerEvent::settled(t, engine, FinalReason::End),
+    })
 }

@@ -1,34 +1,34 @@
-//! Which engine hears a request, as a pure function of the request, the
-//! audio and the profile, so every rule is unit-tested.
+//! Which engines hear a request, in which order: a pure function of what
+//! each engine can do, the request and the profile, so every rule is
+//! unit-tested. `SttChain::plan` asks the engines and calls it.
 //!
 //! - an explicit engine wins, and only that engine is used;
-//! - a grammar needs Vosk;
-//! - GPU profile: Whisper first (fast and accurate there);
-//! - CPU profile: short audio in a language Vosk has → Vosk first (it is
-//!   much cheaper); long audio, or a language only Whisper has → Whisper;
+//! - a grammar needs an engine that takes one (Vosk);
+//! - GPU profile: the lightweight engine last (Whisper is fast and
+//!   accurate there);
+//! - CPU profile: short audio in a language the lightweight engine (Vosk)
+//!   has → it first (it is much cheaper); long audio, or a language only
+//!   Whisper has → Whisper;
 //! - then every other engine that supports the language, as fallbacks.
 
-use serde::Serialize;
+use voicechat_common::stt_profile::SttProfile;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    Cpu,
-    Gpu,
-}
+use crate::engine_name::{EngineName, SttEngine};
 
 /// What routing knows of an installed engine.
 #[derive(Debug, Clone)]
 pub struct EngineFacts {
-    pub name: &'static str,
+    pub engine: SttEngine,
     /// Whether its model loaded; an engine that did not supports nothing.
     pub healthy: bool,
     pub supports_language: bool,
     pub supports_grammar: bool,
+    pub lightweight: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct RouteRequest<'a> {
+    /// The engine asked for by name, as the client wrote it.
     pub engine: Option<&'a str>,
     pub duration_secs: f64,
     pub has_grammar: bool,
@@ -39,33 +39,40 @@ pub enum RouteError {
     #[error("unknown or unavailable engine {0:?}")]
     UnknownEngine(String),
     #[error("{0} cannot recognize this language")]
-    EngineLacksLanguage(String),
+    EngineLacksLanguage(SttEngine),
     #[error("no installed engine can recognize this language")]
     NoEngineForLanguage,
     #[error("a grammar needs the vosk engine with a model for this language")]
     GrammarNeedsVosk,
     /// The request may be fine: the engines that could take it did not load.
-    #[error("{} not loaded (see /health) and no other engine can recognize this language", .0.join(", "))]
-    EnginesUnavailable(Vec<String>),
+    #[error("{} not loaded (see /health) and no other engine can recognize this language", names(.0))]
+    EnginesUnavailable(Vec<SttEngine>),
+}
+
+fn names(engines: &[SttEngine]) -> String {
+    let names: Vec<&str> = engines.iter().map(|e| e.as_str()).collect();
+    names.join(", ")
 }
 
 /// Indices into `engines`, in the order to try them.
 pub fn plan(
     engines: &[EngineFacts],
     request: &RouteRequest<'_>,
-    profile: Profile,
-    vosk_max_secs: f64,
+    profile: SttProfile,
+    short_audio_secs: f64,
 ) -> Result<Vec<usize>, RouteError> {
     if let Some(wanted) = request.engine {
+        let unknown = || RouteError::UnknownEngine(wanted.to_owned());
+        let engine = SttEngine::parse(wanted).ok_or_else(unknown)?;
         let index = engines
             .iter()
-            .position(|e| e.name == wanted)
-            .ok_or_else(|| RouteError::UnknownEngine(wanted.to_owned()))?;
+            .position(|e| e.engine == engine)
+            .ok_or_else(unknown)?;
         if !engines[index].healthy {
-            return Err(RouteError::EnginesUnavailable(vec![wanted.to_owned()]));
+            return Err(RouteError::EnginesUnavailable(vec![engine]));
         }
         if !engines[index].supports_language {
-            return Err(RouteError::EngineLacksLanguage(wanted.to_owned()));
+            return Err(RouteError::EngineLacksLanguage(engine));
         }
         if request.has_grammar && !engines[index].supports_grammar {
             return Err(RouteError::GrammarNeedsVosk);
@@ -77,10 +84,10 @@ pub fn plan(
         .filter(|&i| !request.has_grammar || engines[i].supports_grammar)
         .collect();
     if capable.is_empty() {
-        let unavailable: Vec<String> = engines
+        let unavailable: Vec<SttEngine> = engines
             .iter()
             .filter(|e| !e.healthy)
-            .map(|e| e.name.to_owned())
+            .map(|e| e.engine)
             .collect();
         return Err(if !unavailable.is_empty() {
             RouteError::EnginesUnavailable(unavailable)
@@ -90,11 +97,11 @@ pub fn plan(
             RouteError::NoEngineForLanguage
         });
     }
-    let prefer_vosk = profile == Profile::Cpu && request.duration_secs <= vosk_max_secs;
+    let prefer_lightweight =
+        profile == SttProfile::Cpu && request.duration_secs <= short_audio_secs;
     let rank = |i: &usize| {
-        let is_vosk = engines[*i].name == "vosk";
         // Lower is tried first.
-        u8::from(is_vosk != prefer_vosk)
+        u8::from(engines[*i].lightweight != prefer_lightweight)
     };
     let mut ordered = capable;
     ordered.sort_by_key(rank);
@@ -108,16 +115,18 @@ mod tests {
     fn engines(vosk_has_language: bool) -> Vec<EngineFacts> {
         vec![
             EngineFacts {
-                name: "whisper",
+                engine: SttEngine::Whisper,
                 healthy: true,
                 supports_language: true,
                 supports_grammar: false,
+                lightweight: false,
             },
             EngineFacts {
-                name: "vosk",
+                engine: SttEngine::Vosk,
                 healthy: true,
                 supports_language: vosk_has_language,
                 supports_grammar: true,
+                lightweight: true,
             },
         ]
     }
@@ -133,11 +142,23 @@ mod tests {
     #[test]
     fn cpu_short_audio_goes_to_vosk_first_long_to_whisper() {
         assert_eq!(
-            plan(&engines(true), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            plan(
+                &engines(true),
+                &req(None, 3.0, false),
+                SttProfile::Cpu,
+                10.0
+            )
+            .unwrap(),
             [1, 0]
         );
         assert_eq!(
-            plan(&engines(true), &req(None, 30.0, false), Profile::Cpu, 10.0).unwrap(),
+            plan(
+                &engines(true),
+                &req(None, 30.0, false),
+                SttProfile::Cpu,
+                10.0
+            )
+            .unwrap(),
             [0, 1]
         );
     }
@@ -145,11 +166,23 @@ mod tests {
     #[test]
     fn gpu_prefers_whisper_and_language_decides_capability() {
         assert_eq!(
-            plan(&engines(true), &req(None, 3.0, false), Profile::Gpu, 10.0).unwrap(),
+            plan(
+                &engines(true),
+                &req(None, 3.0, false),
+                SttProfile::Gpu,
+                10.0
+            )
+            .unwrap(),
             [0, 1]
         );
         assert_eq!(
-            plan(&engines(false), &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            plan(
+                &engines(false),
+                &req(None, 3.0, false),
+                SttProfile::Cpu,
+                10.0
+            )
+            .unwrap(),
             [0]
         );
     }
@@ -160,7 +193,7 @@ mod tests {
             plan(
                 &engines(true),
                 &req(Some("whisper"), 3.0, false),
-                Profile::Cpu,
+                SttProfile::Cpu,
                 10.0
             )
             .unwrap(),
@@ -170,16 +203,16 @@ mod tests {
             plan(
                 &engines(false),
                 &req(Some("vosk"), 3.0, false),
-                Profile::Cpu,
+                SttProfile::Cpu,
                 10.0
             ),
-            Err(RouteError::EngineLacksLanguage("vosk".into()))
+            Err(RouteError::EngineLacksLanguage(SttEngine::Vosk))
         );
         assert!(matches!(
             plan(
                 &engines(true),
                 &req(Some("google"), 3.0, false),
-                Profile::Cpu,
+                SttProfile::Cpu,
                 10.0
             ),
             Err(RouteError::UnknownEngine(_))
@@ -189,18 +222,29 @@ mod tests {
     #[test]
     fn grammar_needs_vosk() {
         assert_eq!(
-            plan(&engines(true), &req(None, 30.0, true), Profile::Gpu, 10.0).unwrap(),
+            plan(
+                &engines(true),
+                &req(None, 30.0, true),
+                SttProfile::Gpu,
+                10.0
+            )
+            .unwrap(),
             [1]
         );
         assert_eq!(
-            plan(&engines(false), &req(None, 3.0, true), Profile::Cpu, 10.0),
+            plan(
+                &engines(false),
+                &req(None, 3.0, true),
+                SttProfile::Cpu,
+                10.0
+            ),
             Err(RouteError::GrammarNeedsVosk)
         );
         assert_eq!(
             plan(
                 &engines(true),
                 &req(Some("whisper"), 3.0, true),
-                Profile::Cpu,
+                SttProfile::Cpu,
                 10.0
             ),
             Err(RouteError::GrammarNeedsVosk)
@@ -212,16 +256,16 @@ mod tests {
         let mut facts = engines(false);
         facts[0].healthy = false;
         facts[0].supports_language = false;
-        let unavailable = Err(RouteError::EnginesUnavailable(vec!["whisper".into()]));
+        let unavailable = Err(RouteError::EnginesUnavailable(vec![SttEngine::Whisper]));
         assert_eq!(
-            plan(&facts, &req(None, 3.0, false), Profile::Cpu, 10.0),
+            plan(&facts, &req(None, 3.0, false), SttProfile::Cpu, 10.0),
             unavailable
         );
         assert_eq!(
             plan(
                 &facts,
                 &req(Some("whisper"), 3.0, false),
-                Profile::Cpu,
+                SttProfile::Cpu,
                 10.0
             ),
             unavailable
@@ -229,7 +273,7 @@ mod tests {
         // A healthy engine that can take the request still does.
         facts[1].supports_language = true;
         assert_eq!(
-            plan(&facts, &req(None, 3.0, false), Profile::Cpu, 10.0).unwrap(),
+            plan(&facts, &req(None, 3.0, false), SttProfile::Cpu, 10.0).unwrap(),
             [1]
         );
     }

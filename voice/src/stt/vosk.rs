@@ -6,10 +6,12 @@ use std::path::Path;
 
 use vosk::{Model, Recognizer};
 
-use super::{Segment, SpeechToText, StreamUpdate, SttError, SttOptions, SttStream, Transcript};
+use super::{
+    Segment, SpeechToText, StreamUpdate, SttEngine, SttError, SttOptions, SttStream, Transcript,
+};
 use crate::audio::STT_SAMPLE_RATE;
 
-const ENGINE: &str = "vosk";
+const ENGINE: SttEngine = SttEngine::Vosk;
 
 pub struct VoskStt {
     models: BTreeMap<String, Model>,
@@ -95,15 +97,7 @@ struct VoskStream {
 fn settled(language: &str, result: &vosk::CompleteResult) -> Transcript {
     let mut segments = Vec::new();
     collect(&mut segments, result);
-    Transcript {
-        text: segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        language: language.to_owned(),
-        segments,
-    }
+    Transcript::from_segments(segments, language.to_owned())
 }
 
 impl SttStream for VoskStream {
@@ -111,10 +105,7 @@ impl SttStream for VoskStream {
         let state = self
             .recognizer
             .accept_waveform(samples)
-            .map_err(|e| SttError::Failed {
-                engine: ENGINE,
-                reason: format!("{e:?}"),
-            })?;
+            .map_err(decoding_failed)?;
         if state == vosk::DecodingState::Finalized {
             self.last_partial.clear();
             return Ok(StreamUpdate::Final(settled(
@@ -137,12 +128,21 @@ impl SttStream for VoskStream {
 }
 
 impl SpeechToText for VoskStt {
-    fn name(&self) -> &'static str {
+    fn engine(&self) -> SttEngine {
         ENGINE
     }
 
     fn supports(&self, language: Option<&str>) -> bool {
         self.model(language).is_some()
+    }
+
+    fn supports_grammar(&self) -> bool {
+        true
+    }
+
+    /// A Kaldi model decodes many times faster than Whisper on CPU.
+    fn is_lightweight(&self) -> bool {
+        true
     }
 
     fn languages(&self) -> Vec<String> {
@@ -159,28 +159,13 @@ impl SpeechToText for VoskStt {
         // Feed in chunks; Vosk finalizes utterances at pauses, and each
         // finished utterance's words must be collected before the next.
         for chunk in pcm.chunks(8000) {
-            let state = recognizer
-                .accept_waveform(chunk)
-                .map_err(|e| SttError::Failed {
-                    engine: ENGINE,
-                    reason: format!("{e:?}"),
-                })?;
+            let state = recognizer.accept_waveform(chunk).map_err(decoding_failed)?;
             if state == vosk::DecodingState::Finalized {
                 collect(&mut words, &recognizer.result());
             }
         }
         collect(&mut words, &recognizer.final_result());
-        let segments = words;
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(Transcript {
-            text,
-            language: language.clone(),
-            segments,
-        })
+        Ok(Transcript::from_segments(words, language.clone()))
     }
 
     fn start_stream(&self, options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {
@@ -197,6 +182,13 @@ impl SpeechToText for VoskStt {
             Some(p) => Err(p.clone()),
             None => Ok(()),
         }
+    }
+}
+
+fn decoding_failed(e: vosk::AcceptWaveformError) -> SttError {
+    SttError::Failed {
+        engine: ENGINE,
+        reason: format!("{e:?}"),
     }
 }
 

@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
-use super::{Segment, SpeechToText, StreamUpdate, SttError, SttOptions, SttStream, Transcript};
+use super::{
+    Segment, SpeechToText, StreamUpdate, SttEngine, SttError, SttOptions, SttStream, Transcript,
+};
 
-const ENGINE: &str = "whisper";
+const ENGINE: SttEngine = SttEngine::Whisper;
 
 pub struct WhisperStt {
     context: Option<WhisperContext>,
@@ -55,7 +57,7 @@ impl WhisperStt {
 }
 
 impl SpeechToText for WhisperStt {
-    fn name(&self) -> &'static str {
+    fn engine(&self) -> SttEngine {
         ENGINE
     }
 
@@ -115,16 +117,7 @@ impl SpeechToText for WhisperStt {
                 text,
             });
         }
-        let text = segments
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Ok(Transcript {
-            text,
-            language: detected,
-            segments,
-        })
+        Ok(Transcript::from_segments(segments, detected))
     }
 
     fn start_stream(&self, options: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {

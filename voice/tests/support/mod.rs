@@ -9,10 +9,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use voicechat_common::auth::{AuthSettings, JwtSettings};
+use voicechat_common::stt_profile::SttProfile;
 use voicechat_testkit::{RedisServer, have_or_skip};
 use voicechat_voice::config::VoiceConfig;
+use voicechat_voice::engine_name::{EngineName, SttEngine, TtsEngine};
 use voicechat_voice::state::AppState;
-use voicechat_voice::stt::router::Profile;
 
 pub const SECRET: &str = "voice-integration-test-secret-0123456789";
 
@@ -63,7 +64,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         vosk_max_secs: 15.0,
         espeak_program: "espeak-ng".into(),
         espeak_default_voice: "en-us".into(),
-        profile: Profile::Cpu,
+        profile: SttProfile::Cpu,
         threads: 2,
         inference_concurrency: 1,
         max_text_chars: 500,
@@ -71,14 +72,8 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         max_audio_secs: 60,
         vad_threshold_dbfs: -45.0,
         google: None,
-        tts_engines: voicechat_voice::config::TTS_ENGINES
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect(),
-        stt_engines: voicechat_voice::config::STT_ENGINES
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect(),
+        tts_engines: TtsEngine::ALL.to_vec(),
+        stt_engines: SttEngine::ALL.to_vec(),
         cors: Default::default(),
         deadlines: voicechat_common::serve::RequestDeadlines {
             header_timeout: Duration::from_secs(10),
@@ -129,6 +124,25 @@ impl Service {
             .send()
             .await
             .expect("tts request")
+    }
+
+    /// `GET path` as user `a`, answered with JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("JSON body")
+    }
+
+    /// `GET path` as user `a`, answered with text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.expect("text body")
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        client()
+            .get(self.url(path))
+            .bearer_auth(token("a"))
+            .send()
+            .await
+            .expect("GET request")
     }
 
     /// `POST /api/v1/stt?{query}` with this WAV, as user `alice`.

@@ -1,0 +1,163 @@
+//! Speech to text: checks, the cache, the STT chain on the blocking pool,
+//! and the plan of a streaming recognition (the same checks, no audio yet).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::{VoiceError, engines, run_blocking};
+use crate::audio::{self, STT_SAMPLE_RATE};
+use crate::cache;
+use crate::engine_name::EngineName;
+use crate::engines::Engines;
+use crate::state::AppState;
+use crate::stt::{SttPlan, SttRequest};
+
+pub struct TranscribeRequest {
+    pub audio: bytes::Bytes,
+    pub language: Option<String>,
+    pub engine: Option<String>,
+    pub grammar: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Transcription {
+    pub text: String,
+    pub language: String,
+    pub engine: String,
+    /// Seconds of audio.
+    pub duration: f64,
+    pub segments: Vec<crate::stt::Segment>,
+    #[serde(default)]
+    pub cached: bool,
+}
+
+pub async fn transcribe(
+    state: &AppState,
+    request: TranscribeRequest,
+) -> Result<Transcription, VoiceError> {
+    let limit = state.config.max_audio_bytes;
+    if request.audio.len() > limit {
+        return Err(VoiceError::AudioTooLarge {
+            bytes: request.audio.len(),
+            limit,
+        });
+    }
+    let stt = SttRequest::new(request.language, request.engine, request.grammar)?;
+    let decoded = audio::decode_wav(&request.audio, state.config.max_audio_secs)?;
+    let duration = decoded.duration_secs();
+    let engines = engines(state)?;
+    let plan = engines.stt.plan(&stt, duration)?;
+
+    let grammar_key = stt
+        .options
+        .grammar
+        .as_ref()
+        .map(|g| g.join("\u{1f}"))
+        .unwrap_or_default();
+    let key = cache::key(
+        "stt",
+        &[
+            &request.audio,
+            stt.engine.as_deref().unwrap_or("").as_bytes(),
+            stt.options.language.as_deref().unwrap_or("").as_bytes(),
+            grammar_key.as_bytes(),
+        ],
+    );
+    if let Some(hit) = cached_transcription(state, &key).await {
+        return Ok(hit);
+    }
+
+    let worker_engines = engines.clone();
+    let started = Instant::now();
+    let recognized = run_blocking(state, move || {
+        let samples = audio::resample(&decoded, STT_SAMPLE_RATE)?;
+        Ok::<_, VoiceError>(worker_engines.stt.transcribe(&plan, &samples, &stt.options))
+    })
+    .await??;
+    let m = &state.metrics;
+    let failed = match &recognized {
+        Ok(r) => &r.failed,
+        Err(e) => &e.failed,
+    };
+    for engine in failed {
+        m.fallbacks
+            .with_label_values(&["stt", engine.as_str()])
+            .inc();
+    }
+    let recognition = recognized.map_err(|e| VoiceError::EnginesFailed(e.reasons))?;
+    let engine = recognition.engine.as_str();
+    let elapsed = started.elapsed().as_secs_f64();
+    m.engine_seconds
+        .with_label_values(&[engine, "stt"])
+        .observe(elapsed);
+    if duration > 0.0 {
+        m.realtime_factor
+            .with_label_values(&[engine, "stt"])
+            .observe(elapsed / duration);
+    }
+    let transcript = recognition.transcript;
+    let transcription = Transcription {
+        text: transcript.text,
+        language: transcript.language,
+        engine: engine.to_owned(),
+        duration,
+        segments: transcript.segments,
+        cached: false,
+    };
+    if let Ok(json) = serde_json::to_vec(&transcription)
+        && let Err(e) = state.cache.put(&key, &json).await
+    {
+        m.cache.with_label_values(&["stt", "error"]).inc();
+        tracing::debug!(error = %e, "stt cache store failed");
+    }
+    Ok(transcription)
+}
+
+/// A streaming recognition, checked and routed as a batch one is.
+pub struct PlannedStream {
+    pub engines: Arc<Engines>,
+    pub plan: SttPlan,
+    pub request: SttRequest,
+}
+
+/// Plans a streaming recognition: the checks of `transcribe`, with the
+/// stream counted as short audio (on CPU, Vosk first where it has the
+/// language).
+pub fn plan_stream(state: &AppState, request: SttRequest) -> Result<PlannedStream, VoiceError> {
+    let engines = engines(state)?;
+    let plan = engines.stt.plan(&request, 0.0)?;
+    Ok(PlannedStream {
+        engines,
+        plan,
+        request,
+    })
+}
+
+async fn cached_transcription(state: &AppState, key: &str) -> Option<Transcription> {
+    if !state.cache.enabled() {
+        return None;
+    }
+    let found = match state.cache.get(key).await {
+        Ok(v) => v.and_then(|raw| serde_json::from_slice::<Transcription>(&raw).ok()),
+        Err(e) => {
+            state
+                .metrics
+                .cache
+                .with_label_values(&["stt", "error"])
+                .inc();
+            tracing::debug!(error = %e, "stt cache lookup failed");
+            return None;
+        }
+    };
+    state
+        .metrics
+        .cache
+        .with_label_values(&["stt", if found.is_some() { "hit" } else { "miss" }])
+        .inc();
+    found.map(|mut t| {
+        t.cached = true;
+        t
+    })
+}
