@@ -1,5 +1,5 @@
 //! The chat service's settings: one typed struct, read once at start-up.
-//! Every variable is listed with its default in the chat section of the README.
+//! Every variable is listed with its default in docs/chat.md.
 
 use std::net::SocketAddr;
 use std::time::Duration;

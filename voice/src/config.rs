@@ -1,5 +1,5 @@
 //! The voice service's settings, read once from the environment; every
-//! variable is listed with its default in the voice section of the README.
+//! variable is listed with its default in docs/voice.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
