@@ -143,7 +143,7 @@ impl Conversation {
     /// The warning sent once per outage when messages cannot be saved.
     pub fn unsaved_warning() -> ServerEvent {
         ServerEvent::Warning {
-            code: "history_unavailable".into(),
+            code: HistoryError::UNAVAILABLE_CODE.into(),
             message: "chat history is unavailable: this conversation works but is not being saved"
                 .into(),
         }

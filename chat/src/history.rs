@@ -71,10 +71,14 @@ pub enum HistoryError {
 }
 
 impl HistoryError {
+    /// The code of `Unavailable`, also the warning a conversation sends
+    /// while its messages cannot be saved.
+    pub const UNAVAILABLE_CODE: &'static str = "history_unavailable";
+
     /// Stable code: metric label and the client-facing error code.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unavailable(_) => "history_unavailable",
+            Self::Unavailable(_) => Self::UNAVAILABLE_CODE,
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
         }

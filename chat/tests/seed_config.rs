@@ -89,14 +89,7 @@ fn logs(mut child: Child) -> String {
 
 #[tokio::test]
 async fn the_seed_systems_variables_configure_redis_the_llm_and_token_checks() {
-    if !have_or_skip(
-        RedisServer::available(),
-        "seed configuration test",
-        "redis",
-        "redis-server",
-    ) {
-        return;
-    }
+    require_redis!("seed configuration test");
     let redis = RedisServer::start();
     let llm = LlmDouble::start(Script::tokens(&["from ", "the ", "seed's ", "Ollama"])).await;
     let api = seed_api_server().await;
@@ -156,14 +149,7 @@ async fn the_seed_systems_variables_configure_redis_the_llm_and_token_checks() {
 
 #[tokio::test]
 async fn the_projects_own_names_win_over_the_seeds() {
-    if !have_or_skip(
-        RedisServer::available(),
-        "seed configuration precedence test",
-        "redis",
-        "redis-server",
-    ) {
-        return;
-    }
+    require_redis!("seed configuration precedence test");
     let redis = RedisServer::start();
     let llm = LlmDouble::start(Script::tokens(&["ours"])).await;
     // Nothing listens on port 9 (discard): the seed's URL would be down.
