@@ -6,8 +6,11 @@
 //! BENCH_CLIENTS=1000 BENCH_MESSAGES=5 cargo bench -p voicechat-chat --bench ws_load
 //! scripts/bench-chat.sh    (1,000 and 10,000 clients, file limit raised)
 //!
-//! Prints messages/s, answer latency p50/p99 (send → `done`), the service's
-//! RSS idle, with all clients connected, and at peak, and RSS per idle connection.
+//! Prints, for one client alone (BENCH_SOLO_MESSAGES, 200, one after
+//! another), answer latency p50/p99 (send → `done`); then, for all clients
+//! at once, messages/s, latency p50/p99, the service's CPU time per message,
+//! its RSS idle, with all clients connected, and at peak, and RSS per idle
+//! connection.
 
 #[path = "../tests/support/llm_double.rs"]
 #[allow(dead_code)]
@@ -53,6 +56,84 @@ impl Drop for Service {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// User + system CPU time the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 here.
+    let hz = clock_ticks_per_second();
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A client as browsers and the `websockets` library are: Nagle off.
+async fn connect(base: &str, settings: &JwtSettings, user: &str) -> Socket {
+    let token = settings
+        .mint(user, Duration::from_secs(3600))
+        .expect("token");
+    let url = format!("ws://{base}/ws/chat?token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .expect("connect");
+    // session + history
+    for _ in 0..2 {
+        ws.next().await.expect("opening event").expect("frame");
+    }
+    ws
+}
+
+/// Sends `messages` messages one after another, each after the previous
+/// answer's `done`; returns each one's send → `done` time.
+async fn converse(ws: &mut Socket, messages: usize) -> Vec<Duration> {
+    let mut latencies = Vec::with_capacity(messages);
+    for m in 0..messages {
+        let body = serde_json::json!({"type": "message", "content": format!("message {m}")});
+        let sent = Instant::now();
+        ws.send(Message::Text(body.to_string().into()))
+            .await
+            .expect("send");
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    if t.as_str().contains("\"type\":\"done\"") {
+                        latencies.push(sent.elapsed());
+                        break;
+                    }
+                    assert!(!t.as_str().contains("\"type\":\"error\""), "error: {t}");
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    }
+    latencies
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -106,67 +187,49 @@ async fn main() {
     let (idle_rss, _) = rss_kib(pid);
     let settings = JwtSettings::hs256(SECRET.as_bytes().to_vec()).expect("secret");
 
+    let solo_messages = env_usize("BENCH_SOLO_MESSAGES", 200);
+    let mut solo = connect(&base, &settings, "solo").await;
+    let mut solo_latencies = converse(&mut solo, solo_messages).await;
+    drop(solo);
+    solo_latencies.sort();
+
     // Connect everyone first, so connection memory can be read at rest.
     let mut sockets = Vec::with_capacity(clients);
     let connect_started = Instant::now();
     for i in 0..clients {
-        let token = settings
-            .mint(&format!("user{i}"), Duration::from_secs(3600))
-            .expect("token");
-        let url = format!("ws://{base}/ws/chat?token={token}");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        // session + history
-        for _ in 0..2 {
-            ws.next().await.expect("opening event").expect("frame");
-        }
-        sockets.push(ws);
+        sockets.push(connect(&base, &settings, &format!("user{i}")).await);
     }
     let connect_time = connect_started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (connected_rss, _) = rss_kib(pid);
 
     let run_started = Instant::now();
+    let cpu_before = cpu_time(pid);
     let tasks: Vec<_> = sockets
         .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(messages);
-                for m in 0..messages {
-                    let body =
-                        serde_json::json!({"type": "message", "content": format!("message {m}")});
-                    let sent = Instant::now();
-                    ws.send(Message::Text(body.to_string().into()))
-                        .await
-                        .expect("send");
-                    loop {
-                        match ws.next().await {
-                            Some(Ok(Message::Text(t))) => {
-                                if t.as_str().contains("\"type\":\"done\"") {
-                                    latencies.push(sent.elapsed());
-                                    break;
-                                }
-                                assert!(!t.as_str().contains("\"type\":\"error\""), "error: {t}");
-                            }
-                            Some(Ok(_)) => {}
-                            other => panic!("socket ended: {other:?}"),
-                        }
-                    }
-                }
-                latencies
-            })
-        })
+        .map(|mut ws| tokio::spawn(async move { converse(&mut ws, messages).await }))
         .collect();
     let mut latencies = Vec::with_capacity(clients * messages);
     for t in tasks {
         latencies.extend(t.await.expect("client task"));
     }
     let elapsed = run_started.elapsed();
+    let cpu_used = cpu_time(pid).saturating_sub(cpu_before);
     let (_, peak_rss) = rss_kib(pid);
     latencies.sort();
 
     let total = latencies.len();
+    println!(
+        "ws_load: one client alone, {solo_messages} messages one after another, {tokens} tokens per answer"
+    );
+    println!(
+        "  latency p50:        {:.2} ms",
+        ms(percentile(&solo_latencies, 0.50))
+    );
+    println!(
+        "  latency p99:        {:.2} ms",
+        ms(percentile(&solo_latencies, 0.99))
+    );
     println!(
         "ws_load: {clients} clients x {messages} messages, {tokens} tokens per answer, redis-server + scripted LLM"
     );
@@ -181,11 +244,15 @@ async fn main() {
     );
     println!(
         "  latency p50:        {:.2} ms",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+        ms(percentile(&latencies, 0.50))
     );
     println!(
         "  latency p99:        {:.2} ms",
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "  service CPU/message: {:.3} ms",
+        ms(cpu_used) / total.max(1) as f64
     );
     println!("  service RSS idle:   {:.1} MiB", idle_rss as f64 / 1024.0);
     println!(

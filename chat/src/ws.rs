@@ -73,7 +73,12 @@ enum Control {
     Close(u16, &'static str),
 }
 
-/// Sends events and control frames in order; returns when closed.
+/// At most this many queued events go out in one write.
+const EVENTS_PER_WRITE: usize = 64;
+
+/// Sends events and control frames in order; returns when closed. Events
+/// already queued behind the first (a burst of tokens) are written with it
+/// and flushed once: one syscall and one packet instead of one per token.
 async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut events: mpsc::Receiver<ServerEvent>,
@@ -82,20 +87,31 @@ async fn write_loop(
     loop {
         let message = tokio::select! {
             biased;
-            Some(event) = events.recv() => match serde_json::to_string(&event) {
-                Ok(json) => Message::Text(json.into()),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot encode event");
-                    continue;
+            Some(event) = events.recv() => {
+                let mut batch = vec![encode(&event)];
+                // Lets a producer that is running now add what it has.
+                tokio::task::yield_now().await;
+                while batch.len() < EVENTS_PER_WRITE {
+                    let Ok(event) = events.try_recv() else { break };
+                    batch.push(encode(&event));
                 }
-            },
+                for message in batch.into_iter().flatten() {
+                    if sink.feed(message).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Some(c) = control.recv() => match c {
                 Control::Ping => Message::Ping(bytes::Bytes::new()),
                 Control::Close(code, reason) => {
                     // Events already queued go out before the close frame.
                     while let Ok(event) = events.try_recv() {
-                        if let Ok(json) = serde_json::to_string(&event) {
-                            let _ = sink.send(Message::Text(json.into())).await;
+                        if let Some(message) = encode(&event) {
+                            let _ = sink.feed(message).await;
                         }
                     }
                     let frame = CloseFrame { code, reason: reason.into() };
@@ -107,6 +123,16 @@ async fn write_loop(
         };
         if sink.send(message).await.is_err() {
             return;
+        }
+    }
+}
+
+fn encode(event: &ServerEvent) -> Option<Message> {
+    match serde_json::to_string(event) {
+        Ok(json) => Some(Message::Text(json.into())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode event");
+            None
         }
     }
 }

@@ -97,6 +97,11 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
+        // Answers go out as several small frames (ack, tokens, done); with
+        // Nagle on, each waits for the client's delayed ACK (~40 ms).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        }
         let service = TowerToHyperService::new(
             app.clone()
                 .map_request(|request: axum::http::Request<Incoming>| request.map(Body::new)),

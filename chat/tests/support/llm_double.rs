@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -114,6 +115,11 @@ impl LlmDouble {
                 get(|| async { Json(json!({"object": "list", "data": []})) }),
             )
             .with_state(self.inner.clone());
+        // Streamed tokens are small writes; Ollama (Go) and llama.cpp's
+        // server turn Nagle off, so the double does too.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         self.server = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         }));
