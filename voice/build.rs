@@ -1,5 +1,5 @@
 //! Native libraries for the link. espeak-ng (built by espeak-rs-sys for
-//! piper-rs) uses libsonic, but its build script does not ask the linker
+//! Piper) uses libsonic, but its build script does not ask the linker
 //! for it. The Vosk engine links `libvosk.so`, which comes from
 //! `scripts/fetch-models.sh`: without it the build stops with one line
 //! saying what to run first, not a linker error (ONNX Runtime is loaded at

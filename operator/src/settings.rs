@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn each_profile_defaults_to_its_own_whisper_model() {
         let s = OperatorSettings::default();
-        assert_eq!(s.profile(SttProfile::Cpu).whisper_model, "ggml-base.en.bin");
+        assert_eq!(
+            s.profile(SttProfile::Cpu).whisper_model,
+            "ggml-base.en-q8_0.bin"
+        );
         assert_eq!(
             s.profile(SttProfile::Gpu).whisper_model,
             "ggml-large-v3-turbo.bin"

@@ -39,7 +39,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         redis_url,
         cache_ttl: Duration::from_secs(600),
         redis_timeout: Duration::from_millis(300),
-        whisper_model: models.join("whisper/ggml-tiny.en.bin"),
+        whisper_model: models.join("whisper/ggml-tiny.en-q8_0.bin"),
         models_dir: models.to_path_buf(),
         piper_dir: models.join("piper"),
         vosk_dir: models.join("vosk"),
@@ -48,7 +48,8 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         espeak_program: "espeak-ng".into(),
         espeak_default_voice: "en-us".into(),
         profile: SttProfile::Cpu,
-        threads,
+        whisper: voicechat_voice::stt::whisper::WhisperSettings::new(threads),
+        sentence_silence_secs: 0.2,
         inference_concurrency,
         max_text_chars: 5000,
         max_audio_bytes: 25 << 20,
@@ -78,7 +79,7 @@ async fn main() {
     let models = std::env::var("VOICE_MODELS_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
-    if !models.join("whisper/ggml-tiny.en.bin").is_file() {
+    if !models.join("whisper/ggml-tiny.en-q8_0.bin").is_file() {
         eprintln!(
             "SKIPPED speech bench: models not found (run ./scripts/fetch-models.sh and source ~/.cache/voicechat/env.sh)"
         );
@@ -232,7 +233,7 @@ async fn main() {
         "  {clients} concurrent clients ({} TTS + STT pairs, inference concurrency {}, {} Whisper threads):",
         clients * rounds,
         cfg_used.inference_concurrency,
-        cfg_used.threads
+        cfg_used.whisper.threads
     );
     println!(
         "    audio s / wall s, TTS + STT: {:.1} (one client: {:.1}, ratio {:.2})",

@@ -12,6 +12,7 @@ use voicechat_common::stt_profile::SttProfile;
 
 use crate::engine_name::{EngineName, SttEngine, TtsEngine};
 use crate::google::GoogleSettings;
+use crate::stt::whisper::WhisperSettings;
 
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
@@ -30,7 +31,9 @@ pub struct VoiceConfig {
     pub espeak_program: String,
     pub espeak_default_voice: String,
     pub profile: SttProfile,
-    pub threads: usize,
+    pub whisper: WhisperSettings,
+    /// Silence between sentences of synthesized speech, in seconds.
+    pub sentence_silence_secs: f32,
     pub inference_concurrency: usize,
     pub max_text_chars: usize,
     pub max_audio_bytes: usize,
@@ -89,6 +92,23 @@ impl VoiceConfig {
             config::env_parse("VOICE_INFERENCE_CONCURRENCY", 1usize)?.max(1);
         let threads =
             config::env_parse("STT_THREADS", stt_threads(cores, inference_concurrency))?.max(1);
+        let defaults = WhisperSettings::new(threads);
+        let whisper = WhisperSettings {
+            flash_attn: config::env_bool("STT_WHISPER_FLASH_ATTN", defaults.flash_attn)?,
+            fit_audio_ctx: config::env_bool("STT_WHISPER_FIT_AUDIO_CTX", defaults.fit_audio_ctx)?,
+            beam_size: beam_size(config::env_parse(
+                "STT_WHISPER_BEAM_SIZE",
+                defaults.beam_size,
+            )?)?,
+            ..defaults
+        };
+        let sentence_silence_secs = config::env_parse("TTS_SENTENCE_SILENCE_SECS", 0.2f32)?;
+        if !(0.0..=5.0).contains(&sentence_silence_secs) {
+            return Err(ConfigError::Invalid {
+                name: "TTS_SENTENCE_SILENCE_SECS".into(),
+                message: "must be between 0 and 5 seconds".into(),
+            });
+        }
         let cache_enabled = config::env_bool("VOICE_CACHE", true)?;
         Ok(Self {
             cors: voicechat_common::cors::AllowedOrigins::from_env()?,
@@ -120,7 +140,8 @@ impl VoiceConfig {
             espeak_default_voice: config::env_string("ESPEAK_DEFAULT_VOICE")
                 .unwrap_or_else(|| "en-us".into()),
             profile,
-            threads,
+            whisper,
+            sentence_silence_secs,
             inference_concurrency,
             max_text_chars: config::env_parse("VOICE_MAX_TEXT_CHARS", 5000usize)?,
             max_audio_bytes: config::env_parse("VOICE_MAX_AUDIO_BYTES", 25 * 1024 * 1024usize)?,
@@ -165,6 +186,18 @@ fn google_from_env() -> Result<Option<GoogleSettings>, ConfigError> {
             .unwrap_or_else(|| "en-US-Standard-C".into()),
         timeout: Duration::from_secs(config::env_parse("GOOGLE_TIMEOUT_SECS", 30u64)?),
     }))
+}
+
+/// Beam search as faster-whisper offers it: 1 (greedy) to 8 beams.
+fn beam_size(beams: u32) -> Result<u32, ConfigError> {
+    if (1..=8).contains(&beams) {
+        Ok(beams)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "STT_WHISPER_BEAM_SIZE".into(),
+            message: format!("{beams} is not between 1 and 8"),
+        })
+    }
 }
 
 /// Whisper threads per call when `STT_THREADS` is unset: the cores shared

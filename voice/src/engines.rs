@@ -8,7 +8,7 @@ use crate::engine_name::{SttEngine, TtsEngine};
 use crate::google::stt::GoogleStt;
 use crate::google::tts::GoogleTts;
 use crate::stt::vosk::VoskStt;
-use crate::stt::whisper::WhisperStt;
+use crate::stt::whisper::{WhisperSettings, WhisperStt};
 use crate::stt::{SpeechToText, SttChain};
 use crate::tts::espeak::EspeakTts;
 use crate::tts::piper::PiperTts;
@@ -50,8 +50,10 @@ impl Engines {
         if stt_wanted(SttEngine::Whisper) {
             stt.push(Box::new(WhisperStt::load(
                 &config.whisper_model,
-                config.threads,
-                config.profile == SttProfile::Gpu,
+                WhisperSettings {
+                    use_gpu: config.profile == SttProfile::Gpu,
+                    ..config.whisper.clone()
+                },
             )));
         }
         if stt_wanted(SttEngine::Vosk) {
@@ -75,7 +77,10 @@ impl Engines {
             }
         }
         Self {
-            tts: TtsChain { engines: tts },
+            tts: TtsChain {
+                engines: tts,
+                sentence_silence_secs: config.sentence_silence_secs,
+            },
             stt: SttChain::new(
                 stt,
                 config.profile,

@@ -10,6 +10,7 @@ pub mod engine_name;
 pub mod engines;
 pub mod google;
 pub mod metrics;
+pub mod openmp;
 pub mod routes;
 pub mod speech;
 pub mod state;

@@ -8,6 +8,7 @@ use voicechat_voice::config::VoiceConfig;
 use voicechat_voice::state::AppState;
 
 fn main() -> ExitCode {
+    voicechat_voice::openmp::reexec_with_passive_waiting("voicechat-voice");
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => voicechat_common::service::run_process("voicechat-voice", serve),
         Some("--version") => {

@@ -198,3 +198,28 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Piper's voices were trained on phonemes that keep clause punctuation:
+/// a comma is a pause. Measured: 1.36 s without the comma, 1.65 s with it,
+/// piper-tts 1.8 1.66 s with it (scripts/bench-peers.sh compares the two).
+#[tokio::test]
+async fn piper_pauses_at_a_comma() {
+    if !models_or_skip("piper_pauses_at_a_comma") {
+        return;
+    }
+    let mut secs = Vec::new();
+    for text in ["Sure I can help with that.", "Sure, I can help with that."] {
+        let r = tts(json!({"text": text, "voice": "en_US-joe-medium"})).await;
+        assert_eq!(r.status(), 200);
+        let wav = r.bytes().await.unwrap();
+        secs.push(
+            voicechat_voice::audio::decode_wav(&wav, 60)
+                .unwrap()
+                .duration_secs(),
+        );
+    }
+    eprintln!("without comma {:.2} s, with comma {:.2} s", secs[0], secs[1]);
+    // Durations are sampled (noise_w), a few hundredths of a second apart.
+    assert!(secs[1] - secs[0] > 0.2, "{secs:?}");
+    assert!((1.5..1.85).contains(&secs[1]), "{secs:?}");
+}

@@ -9,7 +9,7 @@ cluster from KUBECONFIG. Inputs, from the environment:
                         made of it, as a cluster admin would fill a PVC.
   VCS_LLM_GGUF          an instruction-tuned GGUF on this machine, uploaded
                         to the in-cluster Ollama through its API.
-  VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en.bin).
+  VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en-q8_0.bin).
   VCS_DUMP_DIR          where a failing test's cluster state is written.
   VCS_AUDIT_LOG         the API server's audit log of writes, where readable
                         (e2e/cluster/up.sh prints it): the operator-restart
@@ -81,7 +81,7 @@ def stack(operator) -> dict:
     models = os.environ["VCS_MODELS_NODE_PATH"]
     # A volume left by a kept run (VCS_KEEP=1) still names the old claim.
     kubectl("delete", "pv", f"{STACK_NAMESPACE}-models", "--ignore-not-found", "--wait=true", timeout=120)
-    whisper = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en.bin")
+    whisper = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
     kubectl("apply", "-f", "-", input=f"""
 apiVersion: v1
 kind: Namespace

@@ -160,7 +160,7 @@ fn an_empty_spec_builds_the_whole_cpu_stack() {
     );
     let vconf = config(&c, "demo-voice-config");
     assert_eq!(vconf["STT_PROFILE"], "cpu");
-    assert_eq!(vconf["WHISPER_MODEL"], "ggml-base.en.bin");
+    assert_eq!(vconf["WHISPER_MODEL"], "ggml-base.en-q8_0.bin");
     assert_eq!(vconf["STT_THREADS"], "2");
     assert_eq!(vconf["REDIS_URL"], "redis://demo-redis:6379");
 

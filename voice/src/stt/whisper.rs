@@ -10,21 +10,63 @@ use super::{
 
 const ENGINE: SttEngine = SttEngine::Whisper;
 
+/// How Whisper runs (`STT_*` settings, docs/voice.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhisperSettings {
+    pub threads: usize,
+    pub use_gpu: bool,
+    /// whisper.cpp's flash attention.
+    pub flash_attn: bool,
+    /// Encode only as much of the 30-second window as the audio fills,
+    /// instead of the whole window padded with silence.
+    pub fit_audio_ctx: bool,
+    /// 1: greedy decoding; more: beam search with this many beams.
+    pub beam_size: u32,
+}
+
+impl WhisperSettings {
+    /// The service's defaults: greedy, the window fitted to the audio, no
+    /// flash attention (on CPU it is slower here: docs/benchmarks.md).
+    pub fn new(threads: usize) -> Self {
+        Self {
+            threads,
+            use_gpu: false,
+            flash_attn: false,
+            fit_audio_ctx: true,
+            beam_size: 1,
+        }
+    }
+}
+
+/// Encoder frames per second of audio (1,500 for the 30-second window).
+const AUDIO_CTX_PER_SECOND: f64 = 50.0;
+const FULL_AUDIO_CTX: i32 = 1500;
+/// Frames encoded past the end of the audio.
+const AUDIO_CTX_MARGIN: i32 = 64;
+
+/// The encoder frames audio of `samples` samples needs.
+fn fitted_audio_ctx(samples: usize) -> i32 {
+    let secs = samples as f64 / f64::from(crate::audio::STT_SAMPLE_RATE);
+    let frames = (secs * AUDIO_CTX_PER_SECOND).ceil() as i32 + AUDIO_CTX_MARGIN;
+    frames.min(FULL_AUDIO_CTX)
+}
+
 pub struct WhisperStt {
     context: Option<WhisperContext>,
     model: PathBuf,
-    threads: i32,
+    settings: WhisperSettings,
     multilingual: bool,
     problem: Option<String>,
 }
 
 impl WhisperStt {
-    pub fn load(model: &Path, threads: usize, use_gpu: bool) -> Self {
+    pub fn load(model: &Path, settings: WhisperSettings) -> Self {
         // whisper.cpp prints to stderr by default; this sends it to the
         // `log` facade instead, which the service does not print.
         whisper_rs::install_logging_hooks();
         let mut params = WhisperContextParameters::default();
-        params.use_gpu(use_gpu);
+        params.use_gpu(settings.use_gpu);
+        params.flash_attn(settings.flash_attn);
         let (context, problem) = if !model.is_file() {
             (None, Some(format!("model {} not found", model.display())))
         } else {
@@ -37,12 +79,12 @@ impl WhisperStt {
             .as_ref()
             .is_some_and(WhisperContext::is_multilingual);
         if problem.is_none() {
-            tracing::info!(model = %model.display(), multilingual, use_gpu, "whisper model loaded");
+            tracing::info!(model = %model.display(), multilingual, settings = ?settings, "whisper model loaded");
         }
         Self {
             context,
             model: model.to_path_buf(),
-            threads: i32::try_from(threads.max(1)).unwrap_or(1),
+            settings,
             multilingual,
             problem,
         }
@@ -83,8 +125,18 @@ impl SpeechToText for WhisperStt {
             reason: e.to_string(),
         };
         let mut state = context.create_state().map_err(failed)?;
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-        params.set_n_threads(self.threads);
+        let strategy = match self.settings.beam_size {
+            0 | 1 => SamplingStrategy::Greedy { best_of: 1 },
+            beams => SamplingStrategy::BeamSearch {
+                beam_size: i32::try_from(beams).unwrap_or(1),
+                patience: -1.0,
+            },
+        };
+        let mut params = FullParams::new(strategy);
+        params.set_n_threads(i32::try_from(self.settings.threads.max(1)).unwrap_or(1));
+        if self.settings.fit_audio_ctx {
+            params.set_audio_ctx(fitted_audio_ctx(samples.len()));
+        }
         let language = match (&options.language, self.multilingual) {
             (Some(l), _) => l.clone(),
             (None, true) => "auto".to_owned(),
@@ -183,5 +235,19 @@ impl SttStream for WhisperStream<'_> {
             });
         }
         self.engine.transcribe(&audio, &self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encoded_window_follows_the_audio() {
+        let rate = crate::audio::STT_SAMPLE_RATE as usize;
+        assert_eq!(fitted_audio_ctx(rate), 50 + AUDIO_CTX_MARGIN);
+        assert_eq!(fitted_audio_ctx(11 * rate + 1), 551 + AUDIO_CTX_MARGIN);
+        assert_eq!(fitted_audio_ctx(29 * rate), FULL_AUDIO_CTX);
+        assert_eq!(fitted_audio_ctx(40 * rate), FULL_AUDIO_CTX);
     }
 }

@@ -67,6 +67,9 @@ pub enum ChainError {
 /// Engines in order of preference (Piper, then espeak-ng).
 pub struct TtsChain {
     pub engines: Vec<Box<dyn TextToSpeech>>,
+    /// Silence put between sentences (`TTS_SENTENCE_SILENCE_SECS`, as
+    /// Piper's `--sentence-silence`).
+    pub sentence_silence_secs: f32,
 }
 
 impl TtsChain {
@@ -104,7 +107,13 @@ impl TtsChain {
         let mut fallbacks = Vec::new();
         for (index, voice) in self.plan(voice)? {
             let engine = &self.engines[index];
-            match synthesize_sentences(engine.as_ref(), text, &voice, speed) {
+            match synthesize_sentences(
+                engine.as_ref(),
+                text,
+                &voice,
+                speed,
+                self.sentence_silence_secs,
+            ) {
                 Ok(audio) if !audio.samples.is_empty() => {
                     return Ok(Synthesis {
                         audio,
@@ -135,17 +144,16 @@ impl TtsChain {
 
 /// Longest piece of text given to an engine at once.
 const MAX_SENTENCE_CHARS: usize = 400;
-/// Silence between sentences.
-const SENTENCE_PAUSE_SECS: f32 = 0.25;
 
 /// One engine, one voice, the text sentence by sentence, joined with a
-/// short pause; the first failure fails the whole text (the chain then
+/// `silence_secs` of silence; the first failure fails the whole text (the chain then
 /// tries the next engine with all of it, so one answer has one voice).
 fn synthesize_sentences(
     engine: &dyn TextToSpeech,
     text: &str,
     voice: &str,
     speed: f32,
+    silence_secs: f32,
 ) -> Result<Audio, TtsError> {
     let mut joined: Option<Audio> = None;
     for sentence in sentences::split(text, MAX_SENTENCE_CHARS) {
@@ -159,7 +167,7 @@ fn synthesize_sentences(
                         reason: "sentences came back at different sample rates".into(),
                     });
                 }
-                let pause = (all.sample_rate as f32 * SENTENCE_PAUSE_SECS) as usize;
+                let pause = (all.sample_rate as f32 * silence_secs) as usize;
                 all.samples.extend(std::iter::repeat_n(0.0, pause));
                 all.samples.extend(audio.samples);
             }
@@ -231,6 +239,7 @@ mod tests {
 
     fn chain(first_fails: bool) -> TtsChain {
         TtsChain {
+            sentence_silence_secs: 0.2,
             engines: vec![
                 Box::new(Fake {
                     name: "a",

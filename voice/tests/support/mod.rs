@@ -30,7 +30,7 @@ pub fn models_dir() -> PathBuf {
 /// Whether the real models are installed (or the test must be skipped).
 pub fn models_or_skip(test: &str) -> bool {
     let m = models_dir();
-    let present = m.join("whisper/ggml-tiny.en.bin").is_file()
+    let present = m.join("whisper/ggml-tiny.en-q8_0.bin").is_file()
         && m.join("piper/en_US-joe-medium.onnx").is_file()
         && m.join("vosk/ko").is_dir();
     have_or_skip(
@@ -56,7 +56,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         redis_url,
         cache_ttl: Duration::from_secs(600),
         redis_timeout: Duration::from_millis(300),
-        whisper_model: models.join("whisper/ggml-tiny.en.bin"),
+        whisper_model: models.join("whisper/ggml-tiny.en-q8_0.bin"),
         models_dir: models,
         piper_dir,
         vosk_dir,
@@ -65,7 +65,8 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         espeak_program: "espeak-ng".into(),
         espeak_default_voice: "en-us".into(),
         profile: SttProfile::Cpu,
-        threads: 2,
+        whisper: voicechat_voice::stt::whisper::WhisperSettings::new(2),
+        sentence_silence_secs: 0.2,
         inference_concurrency: 1,
         max_text_chars: 500,
         max_audio_bytes: 4 * 1024 * 1024,

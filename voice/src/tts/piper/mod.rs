@@ -1,11 +1,18 @@
-//! Piper voices (VITS models in ONNX) through piper-rs, one loaded model
-//! per `*.onnx` file with its `*.onnx.json` beside it.
+//! Piper voices (VITS models in ONNX), one loaded model per `*.onnx` file
+//! with its `*.onnx.json` beside it, spoken as piper-tts speaks them: the
+//! same phonemes (`phonemes`), one model run per sentence, each sentence
+//! scaled to full range.
 
-use std::collections::BTreeMap;
+mod espeak_bridge;
+mod inference;
+pub mod phonemes;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
-use piper_rs::Piper;
+use inference::{Scales, VoiceModel};
+use phonemes::PhonemeType;
 
 use super::{TextToSpeech, TtsError, VoiceInfo};
 use crate::audio::Audio;
@@ -14,9 +21,8 @@ const ENGINE: &str = "piper";
 
 struct LoadedVoice {
     // Inference needs `&mut`; a voice serves one request at a time.
-    model: Mutex<Piper>,
-    language: String,
-    sample_rate: u32,
+    model: Mutex<VoiceModel>,
+    config: VoiceConfig,
 }
 
 pub struct PiperTts {
@@ -25,6 +31,7 @@ pub struct PiperTts {
     problem: Option<String>,
 }
 
+/// The parts of a voice's `.onnx.json` that synthesis reads.
 #[derive(serde::Deserialize)]
 struct VoiceConfig {
     audio: AudioConfig,
@@ -32,6 +39,16 @@ struct VoiceConfig {
     language: Option<Language>,
     #[serde(default)]
     espeak: Option<Espeak>,
+    inference: Scales,
+    #[serde(default = "espeak_phonemes")]
+    phoneme_type: PhonemeType,
+    phoneme_id_map: HashMap<String, Vec<i64>>,
+    #[serde(default)]
+    num_speakers: u32,
+}
+
+fn espeak_phonemes() -> PhonemeType {
+    PhonemeType::Espeak
 }
 
 #[derive(serde::Deserialize)]
@@ -47,6 +64,26 @@ struct Language {
 #[derive(serde::Deserialize)]
 struct Espeak {
     voice: String,
+}
+
+impl VoiceConfig {
+    fn espeak_voice(&self) -> &str {
+        self.espeak.as_ref().map_or("en-us", |e| e.voice.as_str())
+    }
+
+    /// Phoneme → ids; keys are single code points in every Piper voice.
+    fn id_map(&self) -> HashMap<char, Vec<i64>> {
+        self.phoneme_id_map
+            .iter()
+            .filter_map(|(key, ids)| {
+                let mut chars = key.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) => Some((c, ids.clone())),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
 }
 
 impl PiperTts {
@@ -99,17 +136,36 @@ impl PiperTts {
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config: VoiceConfig =
             serde_json::from_str(&raw).map_err(|e| format!("{}: {e}", config_path.display()))?;
-        let piper = Piper::new(model, config_path).map_err(|e| e.to_string())?;
-        let language = config
-            .language
-            .map(|l| l.code)
-            .or(config.espeak.map(|e| e.voice))
-            .unwrap_or_default();
+        let model = VoiceModel::load(model, config.num_speakers > 1)?;
         Ok(LoadedVoice {
-            model: Mutex::new(piper),
-            language,
-            sample_rate: config.audio.sample_rate,
+            model: Mutex::new(model),
+            config,
         })
+    }
+}
+
+impl LoadedVoice {
+    fn language(&self) -> String {
+        match (&self.config.language, &self.config.espeak) {
+            (Some(l), _) => l.code.clone(),
+            (None, Some(e)) => e.voice.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The phoneme ids of each sentence of `text`.
+    fn sentence_ids(&self, text: &str) -> Result<Vec<Vec<i64>>, TtsError> {
+        let sentences =
+            phonemes::sentences(text, &self.config.phoneme_type, self.config.espeak_voice())
+                .map_err(|e| TtsError::Failed {
+                    engine: ENGINE,
+                    reason: e.to_string(),
+                })?;
+        let id_map = self.config.id_map();
+        Ok(sentences
+            .iter()
+            .map(|s| phonemes::ids(s, &id_map))
+            .collect())
     }
 }
 
@@ -124,8 +180,8 @@ impl TextToSpeech for PiperTts {
             .map(|(name, v)| VoiceInfo {
                 name: name.clone(),
                 engine: ENGINE,
-                language: v.language.clone(),
-                sample_rate: v.sample_rate,
+                language: v.language(),
+                sample_rate: v.config.audio.sample_rate,
             })
             .collect()
     }
@@ -147,16 +203,24 @@ impl TextToSpeech for PiperTts {
             reason: "voice model poisoned by an earlier failure".into(),
         })?;
         // Piper's length scale is a duration multiplier: faster speech is shorter.
-        let length_scale = 1.0 / speed.clamp(0.25, 4.0);
-        let (samples, sample_rate) = model
-            .create(text, false, None, Some(length_scale), None, None)
-            .map_err(|e| TtsError::Failed {
-                engine: ENGINE,
-                reason: e.to_string(),
-            })?;
+        let scales = Scales {
+            length_scale: loaded.config.inference.length_scale / speed.clamp(0.25, 4.0),
+            ..loaded.config.inference
+        };
+        let mut samples = Vec::new();
+        for ids in loaded.sentence_ids(text)? {
+            let mut sentence = model
+                .infer(ids, scales, 0)
+                .map_err(|reason| TtsError::Failed {
+                    engine: ENGINE,
+                    reason,
+                })?;
+            normalize_peak(&mut sentence);
+            samples.append(&mut sentence);
+        }
         Ok(Audio {
             samples,
-            sample_rate,
+            sample_rate: loaded.config.audio.sample_rate,
         })
     }
 
@@ -165,5 +229,18 @@ impl TextToSpeech for PiperTts {
             Some(p) => Err(p.clone()),
             None => Ok(()),
         }
+    }
+}
+
+/// Scales a sentence so its loudest sample is at full range, as piper-tts
+/// does by default (the models' raw output level varies by sentence).
+fn normalize_peak(samples: &mut [f32]) {
+    let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    if peak < 1e-8 {
+        samples.fill(0.0);
+        return;
+    }
+    for s in samples {
+        *s = (*s / peak).clamp(-1.0, 1.0);
     }
 }
