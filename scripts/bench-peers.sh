@@ -63,6 +63,7 @@ default_variants='[{}]'
   --ct2 "$peers/ct2-tiny.en" \
   --voices "$VOICE_MODELS_DIR/piper" \
   --jfk "$peers/jfk.wav" \
+  --piper-clip "$peers/piper-clip.wav" \
   --rounds "${BENCH_ROUNDS:-5}" \
   --beam-size "${BENCH_BEAM_SIZE:-1}" \
   --parts "${BENCH_PARTS:-stt,tts,phonemes}" \

@@ -15,7 +15,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import wave
 
@@ -133,6 +132,8 @@ def main():
     p.add_argument("--voices", required=True)
     p.add_argument("--voice", default="en_US-joe-medium")
     p.add_argument("--jfk", required=True)
+    p.add_argument("--piper-clip", required=True,
+                   help="WAV of PIPER_CLIP_TEXT spoken by piper-tts; made once, then reused")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--silence", type=float, default=0.2)
     p.add_argument("--beam-size", type=int, default=1)
@@ -145,9 +146,11 @@ def main():
 
     ours = Ours(args.worker)
     peers = Peers(args.ct2, os.path.join(args.voices, args.voice + ".onnx"))
-    work = tempfile.mkdtemp(prefix="bench-peers-")
-    piper_clip = os.path.join(work, "piper-clip.wav")
-    peers.tts(PIPER_CLIP_TEXT, 0.2, piper_clip)
+    # Piper samples durations: one clip for every run keeps runs comparable.
+    piper_clip = args.piper_clip
+    if not os.path.exists(piper_clip):
+        peers.tts(PIPER_CLIP_TEXT, 0.2, piper_clip + ".part")
+        os.replace(piper_clip + ".part", piper_clip)
     clips = [("jfk.wav", args.jfk, JFK_TEXT), ("piper clip", piper_clip, PIPER_CLIP_TEXT)]
 
     if "stt" in parts:

@@ -72,11 +72,17 @@ impl Engines {
     }
 
     fn stt(&mut self, request: &Value, model: &str, audio_path: &Path) -> Result<Value, String> {
+        // What the request leaves out is the service's default.
+        let defaults = WhisperSettings::new(request["threads"].as_u64().unwrap_or(2) as usize);
         let settings = WhisperSettings {
-            flash_attn: request["flash_attn"].as_bool().unwrap_or(false),
-            fit_audio_ctx: request["fit_audio_ctx"].as_bool().unwrap_or(false),
-            beam_size: request["beam_size"].as_u64().unwrap_or(1) as u32,
-            ..WhisperSettings::new(request["threads"].as_u64().unwrap_or(2) as usize)
+            flash_attn: request["flash_attn"].as_bool().unwrap_or(defaults.flash_attn),
+            fit_audio_ctx: request["fit_audio_ctx"]
+                .as_bool()
+                .unwrap_or(defaults.fit_audio_ctx),
+            beam_size: request["beam_size"]
+                .as_u64()
+                .map_or(defaults.beam_size, |b| b as u32),
+            ..defaults
         };
         let key = format!("{model} {settings:?}");
         let engine = self
