@@ -75,7 +75,9 @@ impl Engines {
         // What the request leaves out is the service's default.
         let defaults = WhisperSettings::new(request["threads"].as_u64().unwrap_or(2) as usize);
         let settings = WhisperSettings {
-            flash_attn: request["flash_attn"].as_bool().unwrap_or(defaults.flash_attn),
+            flash_attn: request["flash_attn"]
+                .as_bool()
+                .unwrap_or(defaults.flash_attn),
             fit_audio_ctx: request["fit_audio_ctx"]
                 .as_bool()
                 .unwrap_or(defaults.fit_audio_ctx),

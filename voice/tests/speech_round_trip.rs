@@ -218,7 +218,10 @@ async fn piper_pauses_at_a_comma() {
                 .duration_secs(),
         );
     }
-    eprintln!("without comma {:.2} s, with comma {:.2} s", secs[0], secs[1]);
+    eprintln!(
+        "without comma {:.2} s, with comma {:.2} s",
+        secs[0], secs[1]
+    );
     // Durations are sampled (noise_w), a few hundredths of a second apart.
     assert!(secs[1] - secs[0] > 0.2, "{secs:?}");
     assert!((1.5..1.85).contains(&secs[1]), "{secs:?}");
