@@ -136,6 +136,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// p50 and p99 of `sorted` latencies.
+fn print_latencies(sorted: &[Duration]) {
+    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+        println!(
+            "  latency {label}:        {:.2} ms",
+            ms(percentile(sorted, p))
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -222,14 +232,7 @@ async fn main() {
     println!(
         "ws_load: one client alone, {solo_messages} messages one after another, {tokens} tokens per answer"
     );
-    println!(
-        "  latency p50:        {:.2} ms",
-        ms(percentile(&solo_latencies, 0.50))
-    );
-    println!(
-        "  latency p99:        {:.2} ms",
-        ms(percentile(&solo_latencies, 0.99))
-    );
+    print_latencies(&solo_latencies);
     println!(
         "ws_load: {clients} clients x {messages} messages, {tokens} tokens per answer, redis-server + scripted LLM"
     );
@@ -242,14 +245,7 @@ async fn main() {
         "  tokens/s streamed:  {:.0}",
         (total * tokens) as f64 / elapsed.as_secs_f64()
     );
-    println!(
-        "  latency p50:        {:.2} ms",
-        ms(percentile(&latencies, 0.50))
-    );
-    println!(
-        "  latency p99:        {:.2} ms",
-        ms(percentile(&latencies, 0.99))
-    );
+    print_latencies(&latencies);
     println!(
         "  service CPU/message: {:.3} ms",
         ms(cpu_used) / total.max(1) as f64

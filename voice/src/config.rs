@@ -239,6 +239,16 @@ mod tests {
     }
 
     #[test]
+    fn beam_sizes_outside_one_to_eight_are_refused() {
+        assert_eq!(beam_size(1).unwrap(), 1);
+        assert_eq!(beam_size(8).unwrap(), 8);
+        for bad in [0, 9] {
+            let err = beam_size(bad).unwrap_err().to_string();
+            assert!(err.contains("STT_WHISPER_BEAM_SIZE"), "{err}");
+        }
+    }
+
+    #[test]
     fn whisper_threads_share_the_cores_among_concurrent_calls() {
         assert_eq!(stt_threads(8, 1), 8);
         assert_eq!(stt_threads(8, 2), 4);

@@ -43,12 +43,16 @@ const AUDIO_CTX_PER_SECOND: f64 = 50.0;
 const FULL_AUDIO_CTX: i32 = 1500;
 /// Frames encoded past the end of the audio.
 const AUDIO_CTX_MARGIN: i32 = 64;
+/// The fewest frames encoded: with a window of only a second or two the
+/// decoder repeats short utterances ("Please open the door." twice, with
+/// the second segment past the audio's end), seen with tiny.en.
+const MIN_AUDIO_CTX: i32 = 512;
 
 /// The encoder frames audio of `samples` samples needs.
 fn fitted_audio_ctx(samples: usize) -> i32 {
     let secs = samples as f64 / f64::from(crate::audio::STT_SAMPLE_RATE);
     let frames = (secs * AUDIO_CTX_PER_SECOND).ceil() as i32 + AUDIO_CTX_MARGIN;
-    frames.min(FULL_AUDIO_CTX)
+    frames.clamp(MIN_AUDIO_CTX, FULL_AUDIO_CTX)
 }
 
 pub struct WhisperStt {
@@ -245,7 +249,7 @@ mod tests {
     #[test]
     fn the_encoded_window_follows_the_audio() {
         let rate = crate::audio::STT_SAMPLE_RATE as usize;
-        assert_eq!(fitted_audio_ctx(rate), 50 + AUDIO_CTX_MARGIN);
+        assert_eq!(fitted_audio_ctx(rate), MIN_AUDIO_CTX);
         assert_eq!(fitted_audio_ctx(11 * rate + 1), 551 + AUDIO_CTX_MARGIN);
         assert_eq!(fitted_audio_ctx(29 * rate), FULL_AUDIO_CTX);
         assert_eq!(fitted_audio_ctx(40 * rate), FULL_AUDIO_CTX);

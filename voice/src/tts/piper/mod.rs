@@ -23,6 +23,8 @@ struct LoadedVoice {
     // Inference needs `&mut`; a voice serves one request at a time.
     model: Mutex<VoiceModel>,
     config: VoiceConfig,
+    /// `config.phoneme_id_map` keyed by character, built once.
+    id_map: HashMap<char, Vec<i64>>,
 }
 
 pub struct PiperTts {
@@ -139,6 +141,7 @@ impl PiperTts {
         let model = VoiceModel::load(model, config.num_speakers > 1)?;
         Ok(LoadedVoice {
             model: Mutex::new(model),
+            id_map: config.id_map(),
             config,
         })
     }
@@ -161,10 +164,9 @@ impl LoadedVoice {
                     engine: ENGINE,
                     reason: e.to_string(),
                 })?;
-        let id_map = self.config.id_map();
         Ok(sentences
             .iter()
-            .map(|s| phonemes::ids(s, &id_map))
+            .map(|s| phonemes::ids(s, &self.id_map))
             .collect())
     }
 }
