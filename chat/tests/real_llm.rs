@@ -143,6 +143,10 @@ async fn a_real_llm_killed_mid_answer_is_an_error_and_the_next_message_works() {
     cfg.llm.model =
         std::env::var("VOICECHAT_TEST_LLM_MODEL").unwrap_or_else(|_| "gemma3:270m".into());
     cfg.llm.total_timeout = std::time::Duration::from_secs(120);
+    // The restarted Ollama loads the model before its first token: under
+    // the test suite's load on 2 cores that took longer than the suite's
+    // 10 s idle timeout (an `llm_timeout` in a CI run).
+    cfg.llm.idle_timeout = std::time::Duration::from_secs(60);
     let server = ChatServer::start(cfg).await;
 
     let mut ws = WsClient::connect(&server.ws(&format!("token={}", token("alice")))).await;
