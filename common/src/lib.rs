@@ -11,6 +11,7 @@ pub mod config;
 pub mod cors;
 pub mod health;
 pub mod http_metrics;
+pub mod models;
 pub mod redis;
 pub mod serve;
 pub mod service;

@@ -105,9 +105,10 @@ where
     Ok(())
 }
 
-/// Applies every child. Order: ServiceAccount, Secret, ConfigMaps, PVCs,
-/// Services, PDBs, NetworkPolicies, and workloads last, so that what a pod
-/// mounts exists before the pod rolls.
+/// Applies every child. Order: ServiceAccount, Secret, ConfigMaps, PVCs
+/// (the models cache among them), the models loader Job, Services, PDBs,
+/// NetworkPolicies, and workloads last, so that what a pod mounts exists
+/// before the pod rolls.
 pub async fn apply_children(
     client: &Client,
     namespace: &str,
@@ -122,7 +123,11 @@ pub async fn apply_children(
         services,
         pdbs,
         network_policies,
+        models_cache,
+        jobs,
         deployments,
+        waiting_for_models: _,
+        models: _,
     } = children;
     apply(client, namespace, service_account).await?;
     if let Some(secret) = jwt_secret {
@@ -130,6 +135,10 @@ pub async fn apply_children(
     }
     apply_each(client, namespace, config_maps).await?;
     apply_each(client, namespace, pvcs).await?;
+    if let Some(cache) = models_cache {
+        apply(client, namespace, cache).await?;
+    }
+    apply_each(client, namespace, jobs).await?;
     apply_each(client, namespace, services).await?;
     apply_each(client, namespace, pdbs).await?;
     apply_each(client, namespace, network_policies).await?;
@@ -144,6 +153,7 @@ async fn prune<K>(
     namespace: &str,
     selector: &str,
     wanted: &[K],
+    kept: &[String],
 ) -> Result<(), kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
@@ -152,6 +162,7 @@ where
     let wanted: BTreeSet<String> = wanted
         .iter()
         .filter_map(|o| o.meta().name.clone())
+        .chain(kept.iter().cloned())
         .collect();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     for object in api
@@ -168,7 +179,9 @@ where
 }
 
 /// Deletes the kinds of children that come and go with the spec (Ollama,
-/// the managed Redis, PDBs). PVCs are never deleted: they hold data.
+/// the managed Redis, PDBs, loader Jobs), except Deployments waiting for
+/// their models. PVCs are never deleted: they hold data (the models cache
+/// is shared by the namespace's stacks).
 pub async fn prune_children(
     client: &Client,
     namespace: &str,
@@ -176,11 +189,14 @@ pub async fn prune_children(
     children: &Children,
 ) -> Result<(), kube::Error> {
     let selector = children_selector(stack_name);
-    prune(client, namespace, &selector, &children.deployments).await?;
-    prune(client, namespace, &selector, &children.services).await?;
-    prune(client, namespace, &selector, &children.pdbs).await?;
-    prune(client, namespace, &selector, &children.network_policies).await?;
-    prune(client, namespace, &selector, &children.config_maps).await?;
+    let kept = &children.waiting_for_models;
+    prune(client, namespace, &selector, &children.deployments, kept).await?;
+    prune(client, namespace, &selector, &children.services, &[]).await?;
+    prune(client, namespace, &selector, &children.pdbs, &[]).await?;
+    prune(client, namespace, &selector, &children.network_policies, &[]).await?;
+    prune(client, namespace, &selector, &children.config_maps, &[]).await?;
+    // Loader Jobs of earlier model lists (their pods go with them).
+    prune(client, namespace, &selector, &children.jobs, &[]).await?;
     Ok(())
 }
 

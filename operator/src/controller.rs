@@ -6,6 +6,7 @@
 //! what starts a run.
 
 mod dereference;
+mod loader;
 mod watches;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::crd::VoiceChatStack;
 use crate::metrics::OperatorMetrics;
 use crate::pod_reasons::PodReasons;
 use crate::settings::OperatorSettings;
+use crate::status::models::{LoaderObserved, LoaderState};
 use crate::status::{self, Observed, update};
 
 /// Errors of one reconcile, each with a stable category (metric label).
@@ -130,7 +132,17 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         return Ok(Action::await_change());
     }
 
-    let found = dereference::dereference(client, &ctx.settings, stack, &namespace).await?;
+    let mut found = dereference::dereference(client, &ctx.settings, stack, &namespace).await?;
+    // The loader Job of the stack's models plan (an invalid plan is the
+    // build's to report).
+    let loader = match crate::models::resolve(stack, &ctx.settings, found.facts.profile) {
+        Ok(plan) if !plan.is_empty() => {
+            let job = build::workloads::loader_job_name(stack, &plan);
+            loader::observe(client, &namespace, &job).await?
+        }
+        _ => LoaderObserved::default(),
+    };
+    found.facts.models_ready = loader.state == LoaderState::Succeeded;
 
     // Validate and build (pure).
     let children = match build::build(stack, &ctx.settings, &found.facts) {
@@ -160,8 +172,14 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
         profile: found.facts.profile,
         profile_reason: found.profile_reason,
         pod_reasons: &cluster.pod_reasons,
+        models: &children.models,
+        loader: &loader,
     };
     let status = status::compute(stack, &observed, &now());
+    for (name, message) in new_model_failures(stack.status.as_ref(), &status) {
+        ctx.event(stack, EventType::Warning, "ModelLoadFailed", format!("{name}: {message}"))
+            .await;
+    }
     if let Some(event) = update::ready_event(stack.status.as_ref(), &status) {
         ctx.event(stack, event.type_, event.reason, event.note)
             .await;
@@ -176,6 +194,32 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
     } else {
         15
     })))
+}
+
+/// Models that failed, or failed otherwise, since the last status: each
+/// gets a Warning Event once.
+fn new_model_failures(
+    previous: Option<&crate::crd::VoiceChatStackStatus>,
+    now: &crate::crd::VoiceChatStackStatus,
+) -> Vec<(String, String)> {
+    use crate::crd::ModelPhase;
+    now.models
+        .iter()
+        .filter(|m| m.phase == ModelPhase::Failed)
+        .filter(|m| {
+            !previous.is_some_and(|p| {
+                p.models.iter().any(|old| {
+                    old.name == m.name && old.phase == ModelPhase::Failed && old.message == m.message
+                })
+            })
+        })
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.message.clone().or(m.reason.clone()).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 pub fn error_policy(

@@ -38,12 +38,56 @@ pub struct VoiceChatStackSpec {
     /// An Ollama server in the cluster for the chat service.
     #[serde(default)]
     pub ollama: OllamaSpec,
+    /// The models the stack loads (Piper voices, Whisper and Vosk models,
+    /// the Ollama LLM), by catalog name (`voicechat-operator models`) or by
+    /// URL. The operator's loader Job fetches them into the namespace's
+    /// shared models cache before the voice and Ollama pods start. Each
+    /// kind this list does not name gets the catalog's default for the
+    /// resolved profile: one English Piper voice, one Whisper model, and
+    /// the chat LLM when Ollama is enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub models: Vec<ModelSource>,
     /// How the chat and voice Services are exposed.
     #[serde(default)]
     pub service_type: ServiceType,
     /// Stop reconciling (children are left as they are) while true.
     #[serde(default)]
     pub paused: bool,
+}
+
+/// One model: from the catalog (`name`), or any file (`url`, `sha256`,
+/// and `path`, which says its kind and where the pods see it).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.url)").message("a model has either name (a catalog model) or url, not both"))]
+#[x_kube(validation = Rule::new("!has(self.url) || (has(self.sha256) && has(self.path))").message("a model given by url needs sha256 and path"))]
+#[x_kube(validation = Rule::new("has(self.url) || (!has(self.sha256) && !has(self.path))").message("sha256 and path go with url; a catalog model has its own"))]
+pub struct ModelSource {
+    /// A catalog name, e.g. `piper/en_US-joe-medium`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "catalog_name_schema")]
+    pub name: Option<String>,
+    /// An http(s) URL of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^/\s]+(/\S*)?$"), length(max = 2048))]
+    pub url: Option<String>,
+    /// Its SHA-256, 64 lower-case hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+    /// `piper/<file>`, `whisper/<file>` or `llm/<file>.gguf`: the kind, and
+    /// the file's name under the pods' `/models`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(piper|whisper|llm)/[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$"))]
+    pub path: Option<String>,
+}
+
+/// The catalog's names as the schema's enum: an unknown name is refused
+/// by the API server, naming the field and the known names.
+fn catalog_name_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names = voicechat_common::models::catalog().names();
+    schemars::json_schema!({"type": "string", "enum": names})
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -326,6 +370,34 @@ pub struct VoiceChatStackStatus {
     pub stt_profile_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Endpoints>,
+    /// Each model of the stack and where its download stands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelStatus>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ModelPhase {
+    Pending,
+    Downloading,
+    Ready,
+    Failed,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    pub name: String,
+    pub phase: ModelPhase,
+    /// Downloading: bytes so far and in all, from the loader's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<i64>,
+    /// Failed: `DigestMismatch`, `NotFound`, `NoSpace`, `Timeout`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

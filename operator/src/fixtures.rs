@@ -4,7 +4,7 @@
 
 mod api_server;
 
-pub use api_server::{Seen, empty_store, run_reconcile, settled, writes};
+pub use api_server::{Seen, Store, empty_store, run_reconcile, settled, writes};
 
 use crate::crd::{VoiceChatStack, VoiceChatStackSpec};
 

@@ -8,6 +8,7 @@ pub mod crd;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
+pub mod models;
 pub mod pod_reasons;
 pub mod profile;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! `voicechat-operator run` runs the controller, with `/metrics`, `/livez`
 //! and `/readyz` on `OPERATOR_HTTP_ADDR` (default `0.0.0.0:8080`);
-//! `voicechat-operator crd` prints the CRD YAML (what `crds/` holds).
+//! `voicechat-operator crd` prints the CRD YAML (what `crds/` holds);
+//! `voicechat-operator models` prints the models catalog.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,13 +24,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("models") => {
+            print!("{}", voicechat_operator::models::catalog_table());
+            ExitCode::SUCCESS
+        }
         Some("run") => run(),
         Some("--version") => {
             println!("voicechat-operator {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: voicechat-operator run | crd | --version");
+            eprintln!("usage: voicechat-operator run | crd | models | --version");
             ExitCode::from(2)
         }
     }

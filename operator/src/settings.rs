@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Toleration;
 use voicechat_common::config::ConfigError;
+use voicechat_common::models::{ModelKind, catalog};
 use voicechat_common::stt_profile::SttProfile;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileSettings {
+    /// The Whisper catalog model a stack of this profile gets by default.
     pub whisper_model: String,
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
@@ -27,6 +29,32 @@ pub struct OperatorSettings {
     pub gpu_resource: String,
     pub cpu: ProfileSettings,
     pub gpu: ProfileSettings,
+    pub models: ModelsSettings,
+}
+
+/// The models cache and where catalog models are downloaded from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelsSettings {
+    /// Replaces the scheme and host of every catalog URL (air-gapped
+    /// clusters): the mirror holds the upstream paths.
+    pub mirror: Option<String>,
+    /// StorageClass of the cache PVC; the cluster's default when unset.
+    pub storage_class: Option<String>,
+    pub cache_size: String,
+    /// `ReadWriteOnce` (one node) or `ReadWriteMany` (voice pods on
+    /// several nodes).
+    pub access_mode: String,
+}
+
+impl Default for ModelsSettings {
+    fn default() -> Self {
+        Self {
+            mirror: None,
+            storage_class: None,
+            cache_size: "20Gi".into(),
+            access_mode: "ReadWriteOnce".into(),
+        }
+    }
 }
 
 impl Default for OperatorSettings {
@@ -42,13 +70,13 @@ impl Default for OperatorSettings {
             ollama_image: "ollama/ollama:0.17.4".into(),
             gpu_resource: "nvidia.com/gpu".into(),
             cpu: ProfileSettings {
-                whisper_model: SttProfile::Cpu.default_whisper_model().into(),
+                whisper_model: default_whisper(SttProfile::Cpu),
                 node_selector: BTreeMap::new(),
                 tolerations: Vec::new(),
                 runtime_class_name: None,
             },
             gpu: ProfileSettings {
-                whisper_model: SttProfile::Gpu.default_whisper_model().into(),
+                whisper_model: default_whisper(SttProfile::Gpu),
                 node_selector: BTreeMap::new(),
                 tolerations: vec![Toleration {
                     key: Some("nvidia.com/gpu".into()),
@@ -58,8 +86,18 @@ impl Default for OperatorSettings {
                 }],
                 runtime_class_name: None,
             },
+            models: ModelsSettings::default(),
         }
     }
+}
+
+/// The catalog's default Whisper model of a profile.
+fn default_whisper(profile: SttProfile) -> String {
+    catalog()
+        .default_for(ModelKind::Whisper, profile)
+        .map(|m| m.name.clone())
+        // The catalog's own test checks that every profile has one.
+        .unwrap_or_default()
 }
 
 impl OperatorSettings {
@@ -69,7 +107,8 @@ impl OperatorSettings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Defaults, overridden by `CHAT_IMAGE`, `VOICE_IMAGE`,
+    /// Defaults, overridden by `MODELS_MIRROR`, `MODELS_STORAGE_CLASS`,
+    /// `MODELS_CACHE_SIZE`, `MODELS_CACHE_ACCESS_MODE`, `CHAT_IMAGE`, `VOICE_IMAGE`,
     /// `VOICE_CUDA_IMAGE`, `REDIS_IMAGE`, `OLLAMA_IMAGE`, `GPU_RESOURCE`, and
     /// per profile (`CPU_`/`GPU_` prefix): `*_WHISPER_MODEL`,
     /// `*_NODE_SELECTOR` (`key=value,...`), `*_TOLERATIONS` (a JSON array
@@ -92,6 +131,7 @@ impl OperatorSettings {
         set(&mut s.gpu_resource, "GPU_RESOURCE");
         profile_from_vars(&vars, "CPU", &mut s.cpu)?;
         profile_from_vars(&vars, "GPU", &mut s.gpu)?;
+        models_from_vars(&vars, &mut s.models)?;
         Ok(s)
     }
 
@@ -124,7 +164,18 @@ fn profile_from_vars(
     prefix: &str,
     profile: &mut ProfileSettings,
 ) -> Result<(), ConfigError> {
-    if let Some(model) = vars.get(&format!("{prefix}_WHISPER_MODEL")) {
+    let name = format!("{prefix}_WHISPER_MODEL");
+    if let Some(model) = vars.get(&name) {
+        let found = catalog().get(&model).map_err(|e| ConfigError::Invalid {
+            name: name.clone(),
+            message: e.to_string(),
+        })?;
+        if found.kind() != Some(ModelKind::Whisper) {
+            return Err(ConfigError::Invalid {
+                name,
+                message: format!("{model} is not a Whisper model"),
+            });
+        }
         profile.whisper_model = model;
     }
     let name = format!("{prefix}_NODE_SELECTOR");
@@ -148,6 +199,32 @@ fn profile_from_vars(
     }
     if let Some(class) = vars.get(&format!("{prefix}_RUNTIME_CLASS")) {
         profile.runtime_class_name = Some(class);
+    }
+    Ok(())
+}
+
+fn models_from_vars(vars: &Vars<'_>, models: &mut ModelsSettings) -> Result<(), ConfigError> {
+    if let Some(mirror) = vars.get("MODELS_MIRROR") {
+        voicechat_common::models::mirrored_url("https://upstream/x", &mirror).map_err(|message| {
+            ConfigError::Invalid {
+                name: "MODELS_MIRROR".into(),
+                message,
+            }
+        })?;
+        models.mirror = Some(mirror);
+    }
+    models.storage_class = vars.get("MODELS_STORAGE_CLASS");
+    if let Some(size) = vars.get("MODELS_CACHE_SIZE") {
+        models.cache_size = size;
+    }
+    if let Some(mode) = vars.get("MODELS_CACHE_ACCESS_MODE") {
+        if !["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"].contains(&mode.as_str()) {
+            return Err(ConfigError::Invalid {
+                name: "MODELS_CACHE_ACCESS_MODE".into(),
+                message: format!("{mode:?} is not ReadWriteOnce, ReadWriteMany or ReadWriteOncePod"),
+            });
+        }
+        models.access_mode = mode;
     }
     Ok(())
 }
@@ -188,13 +265,13 @@ mod tests {
             ),
             ("CPU_NODE_SELECTOR", "pool=voice"),
             ("CPU_RUNTIME_CLASS", "gvisor"),
-            ("CPU_WHISPER_MODEL", "ggml-small.en.bin"),
+            ("CPU_WHISPER_MODEL", "whisper/small.en"),
         ]);
         let s = from_vars(&vars).unwrap();
         assert_eq!(s.cpu.tolerations[0].value.as_deref(), Some("voice"));
         assert_eq!(s.cpu.node_selector["pool"], "voice");
         assert_eq!(s.cpu.runtime_class_name.as_deref(), Some("gvisor"));
-        assert_eq!(s.cpu.whisper_model, "ggml-small.en.bin");
+        assert_eq!(s.cpu.whisper_model, "whisper/small.en");
         assert_eq!(
             s.gpu.whisper_model,
             OperatorSettings::default().gpu.whisper_model
@@ -209,6 +286,29 @@ mod tests {
     }
 
     #[test]
+    fn models_settings_are_checked() {
+        let s = from_vars(&[
+            ("MODELS_MIRROR", "http://10.0.0.1:8080"),
+            ("MODELS_STORAGE_CLASS", "fast"),
+            ("MODELS_CACHE_ACCESS_MODE", "ReadWriteMany"),
+        ])
+        .unwrap();
+        assert_eq!(s.models.mirror.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(s.models.storage_class.as_deref(), Some("fast"));
+        assert_eq!(s.models.access_mode, "ReadWriteMany");
+        assert_eq!(s.models.cache_size, "20Gi");
+        for (name, value) in [
+            ("MODELS_MIRROR", "10.0.0.1:8080"),
+            ("MODELS_CACHE_ACCESS_MODE", "ReadOnlyMany"),
+            ("CPU_WHISPER_MODEL", "ggml-small.en.bin"),
+            ("GPU_WHISPER_MODEL", "piper/en_US-joe-medium"),
+        ] {
+            let err = from_vars(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn blank_values_count_as_unset() {
         let s = from_vars(&[("CHAT_IMAGE", "  "), ("REDIS_IMAGE", " redis:8 ")]).unwrap();
         assert_eq!(s.chat_image, OperatorSettings::default().chat_image);
@@ -220,11 +320,11 @@ mod tests {
         let s = OperatorSettings::default();
         assert_eq!(
             s.profile(SttProfile::Cpu).whisper_model,
-            "ggml-base.en-q8_0.bin"
+            "whisper/base.en-q8_0"
         );
         assert_eq!(
             s.profile(SttProfile::Gpu).whisper_model,
-            "ggml-large-v3-turbo.bin"
+            "whisper/large-v3-turbo"
         );
     }
 }

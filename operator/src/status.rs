@@ -3,6 +3,7 @@
 //! `lastTransitionTime` kept unless a condition's status changes. What the
 //! status step reads from the cluster and writes is in [`update`].
 
+pub mod models;
 pub mod update;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use crate::build::BuildError;
 use crate::build::meta::{self, Part};
 use crate::build::workloads::{CHAT_PORT, VOICE_PORT};
 use crate::crd::{Endpoints, RedisMode, VoiceChatStack, VoiceChatStackStatus};
+use crate::models::StackModels;
 
 /// What the status is computed from.
 pub struct Observed<'a> {
@@ -28,6 +30,9 @@ pub struct Observed<'a> {
     /// Why an unavailable Deployment's pods are not ready, by Deployment
     /// name (see [`crate::pod_reasons`]); appended to that part's message.
     pub pod_reasons: &'a BTreeMap<String, String>,
+    /// The stack's models and what its loader reports.
+    pub models: &'a StackModels,
+    pub loader: &'a models::LoaderObserved,
 }
 
 struct Verdict {
@@ -133,12 +138,37 @@ pub fn compute(
         get(Part::Chat),
         why(Part::Chat),
     ));
-    verdicts.push(deployment_verdict(
+    let (model_statuses, models_ready, models_message) =
+        models::models_status(observed.models, observed.loader);
+    let mut voice = deployment_verdict(
         "VoiceReady",
         &name(Part::Voice),
         get(Part::Voice),
         why(Part::Voice),
-    ));
+    );
+    if !models_ready && observed.models.needs_voice_models() && get(Part::Voice).is_none() {
+        voice.reason = "WaitingForModels".into();
+        voice.message = format!("the voice pods start once their models are loaded: {models_message}");
+    }
+    verdicts.push(voice);
+    if !observed.models.is_empty() {
+        let failed = model_statuses
+            .iter()
+            .any(|m| m.phase == crate::crd::ModelPhase::Failed);
+        verdicts.push(Verdict {
+            type_: "ModelsReady",
+            ok: models_ready,
+            reason: if models_ready {
+                "Loaded"
+            } else if failed {
+                "LoadFailed"
+            } else {
+                "Loading"
+            }
+            .into(),
+            message: models_message,
+        });
+    }
     let failing: Vec<&str> = verdicts.iter().filter(|v| !v.ok).map(|v| v.type_).collect();
     let all = Verdict {
         type_: "Ready",
@@ -181,6 +211,7 @@ pub fn compute(
                 VOICE_PORT
             ),
         }),
+        models: model_statuses,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engine_name;
 pub mod engines;
 pub mod google;
+pub mod loader;
 pub mod metrics;
 pub mod openmp;
 pub mod routes;

@@ -1,4 +1,5 @@
-//! `voicechat-voice [serve]` runs the service.
+//! `voicechat-voice [serve]` runs the service; `voicechat-voice models
+//! fetch ...` fills a models cache (the operator's loader Job).
 
 use std::process::ExitCode;
 
@@ -11,12 +12,17 @@ fn main() -> ExitCode {
     voicechat_voice::openmp::reexec_with_passive_waiting("voicechat-voice");
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => voicechat_common::service::run_process("voicechat-voice", serve),
+        Some("models") => {
+            voicechat_common::telemetry::init();
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            voicechat_voice::loader::run(&args)
+        }
         Some("--version") => {
             println!("voicechat-voice {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Some(_) => {
-            eprintln!("usage: voicechat-voice [serve | --version]");
+            eprintln!("usage: voicechat-voice [serve | models fetch ... | --version]");
             ExitCode::from(2)
         }
     }

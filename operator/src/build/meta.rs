@@ -14,6 +14,8 @@ pub enum Part {
     Voice,
     Redis,
     Ollama,
+    /// The loader Jobs that fill the models cache.
+    Models,
 }
 
 impl Part {
@@ -23,6 +25,7 @@ impl Part {
             Self::Voice => "voice",
             Self::Redis => "redis",
             Self::Ollama => "ollama",
+            Self::Models => "models",
         }
     }
 }

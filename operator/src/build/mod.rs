@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use voicechat_common::stt_profile::SttProfile;
 
 use crate::crd::{RedisMode, VoiceChatStack};
+use crate::models::StackModels;
 use crate::settings::OperatorSettings;
 use meta::{Part, child_meta};
 
@@ -31,6 +33,9 @@ pub struct Facts {
     /// one (so re-applying changes nothing), else a fresh random value.
     /// Unused when the stack names its own Secret.
     pub jwt_secret: String,
+    /// Whether the loader Job of the stack's current models plan has
+    /// finished: until then the pods that mount models are not made.
+    pub models_ready: bool,
 }
 
 /// Every child of a stack, one field per kind: the apply step
@@ -44,7 +49,14 @@ pub struct Children {
     pub services: Vec<Service>,
     pub pdbs: Vec<PodDisruptionBudget>,
     pub network_policies: Vec<NetworkPolicy>,
+    /// The namespace's shared models cache (owned by no stack).
+    pub models_cache: Option<PersistentVolumeClaim>,
+    pub jobs: Vec<Job>,
     pub deployments: Vec<Deployment>,
+    /// Deployments left as they are while the models they will mount
+    /// load (a changed model list rolls them only once it is there).
+    pub waiting_for_models: Vec<String>,
+    pub models: StackModels,
 }
 
 /// Why a stack cannot be built; the stack waits for a change.
@@ -54,6 +66,8 @@ pub enum BuildError {
     ExternalRedisWithoutUrl,
     #[error("the stack has no name or namespace")]
     Unnamed,
+    #[error("{0}")]
+    InvalidModel(String),
 }
 
 impl BuildError {
@@ -62,6 +76,7 @@ impl BuildError {
         match self {
             Self::ExternalRedisWithoutUrl => "InvalidRedis",
             Self::Unnamed => "InvalidMetadata",
+            Self::InvalidModel(_) => "InvalidModel",
         }
     }
 }
@@ -90,12 +105,22 @@ pub fn build(
         )])),
         ..Default::default()
     });
-    let chat_config = workloads::chat_config(stack);
-    let voice_config = workloads::voice_config(stack, settings, facts.profile);
-    let mut deployments = vec![
-        workloads::chat(stack, settings, &checksum(&chat_config)),
-        workloads::voice(stack, settings, facts.profile, &checksum(&voice_config)),
-    ];
+    let models = crate::models::resolve(stack, settings, facts.profile)?;
+    let chat_config = workloads::chat_config(stack, &models);
+    let voice_config = workloads::voice_config(stack, settings, facts.profile, &models);
+    let mut deployments = vec![workloads::chat(stack, settings, &checksum(&chat_config))];
+    let mut waiting_for_models = Vec::new();
+    if facts.models_ready || !models.needs_voice_models() {
+        deployments.push(workloads::voice(
+            stack,
+            settings,
+            facts.profile,
+            &checksum(&voice_config),
+            &models,
+        ));
+    } else {
+        waiting_for_models.push(meta::name(stack, Part::Voice.as_str()));
+    }
     let mut services = vec![
         workloads::service(stack, Part::Chat, workloads::CHAT_PORT, spec.service_type),
         workloads::service(stack, Part::Voice, workloads::VOICE_PORT, spec.service_type),
@@ -111,8 +136,12 @@ pub fn build(
         ));
         pvcs.extend(workloads::redis_pvc(stack));
     }
+    if spec.ollama.enabled && (facts.models_ready || models.llm().is_none()) {
+        deployments.push(workloads::ollama(stack, settings, &models));
+    } else if spec.ollama.enabled {
+        waiting_for_models.push(meta::name(stack, Part::Ollama.as_str()));
+    }
     if spec.ollama.enabled {
-        deployments.push(workloads::ollama(stack, settings));
         services.push(workloads::service(
             stack,
             Part::Ollama,
@@ -141,7 +170,15 @@ pub fn build(
         services,
         pdbs,
         network_policies: network::policies(stack),
+        models_cache: (!models.is_empty()).then(|| workloads::cache_pvc(stack, settings)),
+        jobs: if models.is_empty() {
+            Vec::new()
+        } else {
+            vec![workloads::loader_job(stack, settings, &models)]
+        },
         deployments,
+        waiting_for_models,
+        models,
     })
 }
 

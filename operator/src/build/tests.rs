@@ -10,6 +10,7 @@ fn facts(profile: SttProfile) -> Facts {
     Facts {
         profile,
         jwt_secret: "s3cret-value-from-the-cluster".into(),
+        models_ready: true,
     }
 }
 
@@ -202,16 +203,21 @@ fn every_pod_meets_the_restricted_pod_security_level() {
     spec.ollama.enabled = true;
     let c = built(spec, SttProfile::Gpu);
     assert_eq!(c.deployments.len(), 4);
-    for d in &c.deployments {
-        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let job_pods = c.jobs.iter().map(|j| j.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
+    let pods: Vec<_> = c
+        .deployments
+        .iter()
+        .map(|d| d.spec.as_ref().unwrap().template.spec.as_ref().unwrap())
+        .chain(job_pods)
+        .collect();
+    assert_eq!(pods.len(), 5, "four Deployments and the models loader");
+    for pod in pods {
         assert_eq!(
             pod.security_context.as_ref().unwrap().run_as_non_root,
             Some(true),
-            "{:?}",
-            d.metadata.name
         );
         assert_eq!(pod.automount_service_account_token, Some(false));
-        for c in &pod.containers {
+        for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
             let sc = c.security_context.as_ref().unwrap();
             assert_eq!(sc.allow_privilege_escalation, Some(false));
             assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -387,4 +393,95 @@ fn engine_choices_reach_the_voice_service() {
         !config(&plain, "demo-voice-config").contains_key("VOICE_STT_ENGINES"),
         "unset: the service's defaults"
     );
+}
+
+
+#[test]
+fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.ollama.enabled = true;
+    let stack = fixtures::stack().with_spec(spec);
+    let settings = OperatorSettings::default();
+    let waiting = Facts {
+        models_ready: false,
+        ..facts(SttProfile::Cpu)
+    };
+    let c = build(&stack, &settings, &waiting).unwrap();
+    let names: Vec<_> = c.deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
+    assert_eq!(names, ["demo-chat", "demo-redis"], "voice and Ollama wait for their models");
+    assert_eq!(c.waiting_for_models, ["demo-voice", "demo-ollama"]);
+    let cache = c.models_cache.as_ref().unwrap();
+    assert_eq!(cache.metadata.name.as_deref(), Some("voicechat-models"));
+    assert!(cache.metadata.owner_references.is_none(), "the cache outlives any one stack");
+    assert_eq!(c.jobs.len(), 1);
+    let job = &c.jobs[0];
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(format!("demo-models-{}", c.models.hash).as_str())
+    );
+    let job_spec = job.spec.as_ref().unwrap();
+    let rule = &job_spec.pod_failure_policy.as_ref().unwrap().rules[0];
+    assert_eq!(rule.action, "FailJob");
+    assert_eq!(rule.on_exit_codes.as_ref().unwrap().values, [3]);
+    let loader = &job_spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(loader.args.as_ref().unwrap()[..2], ["models".to_owned(), "fetch".to_owned()]);
+    let plan_env = loader.env.as_ref().unwrap().iter().find(|e| e.name == "MODELS_PLAN").unwrap();
+    let plan: Vec<voicechat_common::models::PlannedModel> =
+        serde_json::from_str(plan_env.value.as_deref().unwrap()).unwrap();
+    assert_eq!(plan, c.models.models);
+    assert_eq!(plan.len(), 3, "a voice, a Whisper model and the LLM");
+
+    let ready = build(&stack, &settings, &facts(SttProfile::Cpu)).unwrap();
+    assert!(ready.waiting_for_models.is_empty());
+    let voice = deployment(&ready, "demo-voice");
+    let mounts = container(voice).volume_mounts.clone().unwrap();
+    let onnx = mounts
+        .iter()
+        .find(|m| m.mount_path == "/models/piper/en_US-joe-medium.onnx")
+        .expect("the voice file is mounted at its path");
+    assert_eq!(onnx.sub_path.as_deref(), Some("piper/md5-74fd6a4dc39e0aa9/en_US-joe-medium.onnx"));
+    assert_eq!(onnx.read_only, Some(true));
+    assert!(mounts.iter().all(|m| !m.mount_path.starts_with("/models/llm")), "the LLM is Ollama's");
+    assert_eq!(config(&ready, "demo-voice-config")["WHISPER_MODEL"], "ggml-base.en-q8_0.bin");
+    assert_eq!(config(&ready, "demo-chat-config")["LLM_MODEL"], "smollm2:135m-instruct-q4_1");
+    let ollama = deployment(&ready, "demo-ollama");
+    let pod = ollama.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    let script = &init.command.as_ref().unwrap()[2];
+    assert!(script.contains("FROM /models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"), "{script}");
+    assert!(script.contains("ollama create 'smollm2:135m-instruct-q4_1'"), "{script}");
+
+    // Another model list: another Job, and the voice pods roll.
+    let mut other = stack.clone();
+    other.spec.models = vec![crate::crd::ModelSource {
+        name: Some("piper/en_GB-alan-medium".into()),
+        ..Default::default()
+    }];
+    let changed = build(&other, &settings, &facts(SttProfile::Cpu)).unwrap();
+    assert_ne!(changed.jobs[0].metadata.name, ready.jobs[0].metadata.name);
+    assert_ne!(
+        deployment(&changed, "demo-voice").spec.as_ref().unwrap().template,
+        voice.spec.as_ref().unwrap().template
+    );
+}
+
+#[test]
+fn a_stack_with_its_own_models_pvc_and_no_ollama_has_no_loader() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.voice.models_pvc = Some("mine".into());
+    spec.voice.whisper_model = Some("ggml-tiny.en.bin".into());
+    let c = build(
+        &fixtures::stack().with_spec(spec),
+        &OperatorSettings::default(),
+        &Facts {
+            models_ready: false,
+            ..facts(SttProfile::Cpu)
+        },
+    )
+    .unwrap();
+    assert!(c.jobs.is_empty() && c.models_cache.is_none());
+    assert_eq!(config(&c, "demo-voice-config")["WHISPER_MODEL"], "ggml-tiny.en.bin");
+    let voice = deployment(&c, "demo-voice");
+    let mounts = container(voice).volume_mounts.clone().unwrap();
+    assert!(mounts.iter().any(|m| m.mount_path == "/models" && m.read_only == Some(true)));
 }

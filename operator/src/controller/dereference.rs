@@ -54,6 +54,8 @@ pub async fn dereference(
         facts: Facts {
             profile,
             jwt_secret,
+            // Set by the reconcile once it has read the loader Job.
+            models_ready: false,
         },
         profile_reason,
         jwt_secret_present,

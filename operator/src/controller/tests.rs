@@ -6,7 +6,16 @@
 use http::Method;
 use serde_json::json;
 
-use crate::fixtures::{Seen, empty_store, run_reconcile, settled, stack, writes};
+use crate::fixtures::{Seen, Store, empty_store, run_reconcile, settled, stack, writes};
+
+/// No Job controller here: mark every loader Job finished, as the cluster would.
+fn complete_loader_jobs(store: &Store) {
+    for (path, object) in store.lock().unwrap().iter_mut() {
+        if path.contains("/jobs/") {
+            object["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+        }
+    }
+}
 
 #[tokio::test]
 async fn reconcile_applies_children_in_order_then_writes_status() {
@@ -111,7 +120,16 @@ async fn children_no_longer_wanted_are_deleted() {
     let store = empty_store();
     let mut with_ollama = stack();
     with_ollama.spec.ollama.enabled = true;
-    let first = run_reconcile(with_ollama, store.clone()).await;
+    let loading = run_reconcile(with_ollama.clone(), store.clone()).await;
+    assert!(
+        !store
+            .lock()
+            .unwrap()
+            .contains_key("/apis/apps/v1/namespaces/apps/deployments/demo-ollama"),
+        "Ollama waits for its model"
+    );
+    complete_loader_jobs(&store);
+    let first = run_reconcile(settled(with_ollama, &loading), store.clone()).await;
     assert!(
         store
             .lock()
@@ -125,12 +143,22 @@ async fn children_no_longer_wanted_are_deleted() {
         .filter(|w| w.starts_with("DELETE"))
         .collect();
     assert_eq!(
-        deletes,
+        deletes[..3],
         [
             "DELETE /apis/apps/v1/namespaces/apps/deployments/demo-ollama",
             "DELETE /api/v1/namespaces/apps/services/demo-ollama",
             "DELETE /apis/networking.k8s.io/v1/namespaces/apps/networkpolicies/demo-ollama",
         ]
+    );
+    // Without the LLM the plan is another: the old loader Job goes, and
+    // the voice Deployment stays while the new one runs.
+    assert_eq!(deletes.len(), 4, "{deletes:?}");
+    assert!(deletes[3].starts_with("DELETE /apis/batch/v1/namespaces/apps/jobs/demo-models-"));
+    assert!(
+        store
+            .lock()
+            .unwrap()
+            .contains_key("/apis/apps/v1/namespaces/apps/deployments/demo-voice")
     );
 }
 
@@ -170,7 +198,16 @@ async fn an_invalid_stack_gets_a_status_and_waits() {
 #[tokio::test]
 async fn becoming_ready_is_reported_in_status_and_an_event() {
     let store = empty_store();
-    let first = run_reconcile(stack(), store.clone()).await;
+    let loading = run_reconcile(stack(), store.clone()).await;
+    assert!(
+        !store
+            .lock()
+            .unwrap()
+            .contains_key("/apis/apps/v1/namespaces/apps/deployments/demo-voice"),
+        "the voice waits for its models"
+    );
+    complete_loader_jobs(&store);
+    let first = run_reconcile(settled(stack(), &loading), store.clone()).await;
     let stack = settled(stack(), &first);
     // No kubelet here: mark the Deployments available, as the cluster would.
     for (path, object) in store.lock().unwrap().iter_mut() {

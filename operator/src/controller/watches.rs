@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -38,6 +39,8 @@ pub fn controller(client: &Client, gpu_resource: &str) -> Controller<VoiceChatSt
         .owns_stream(child_changes::<Secret>(client, &owned))
         .owns_stream(child_changes::<PodDisruptionBudget>(client, &owned))
         .owns_stream(child_changes::<NetworkPolicy>(client, &owned))
+        // The models loader: its end makes the voice pods.
+        .owns_stream(child_changes::<Job>(client, &owned))
         .watches_stream(nodes, move |_node| {
             stacks_for_nodes
                 .state()

@@ -1,5 +1,7 @@
 //! Unit tests of the status computation.
 
+use crate::models::StackModels;
+use crate::status::models::{LoaderObserved, LoaderState};
 use super::*;
 use crate::fixtures;
 use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
@@ -33,6 +35,16 @@ fn stack() -> VoiceChatStack {
 }
 
 static NO_REASONS: BTreeMap<String, String> = BTreeMap::new();
+static NO_MODELS: StackModels = StackModels {
+    models: Vec::new(),
+    hash: String::new(),
+};
+static NO_LOADER: LoaderObserved = LoaderObserved {
+    state: LoaderState::Absent,
+    report: None,
+    progress: BTreeMap::new(),
+    done: Vec::new(),
+};
 
 fn observed(deployments: &BTreeMap<String, Deployment>) -> Observed<'_> {
     Observed {
@@ -41,6 +53,8 @@ fn observed(deployments: &BTreeMap<String, Deployment>) -> Observed<'_> {
         profile: SttProfile::Cpu,
         profile_reason: "Auto: no GPU".into(),
         pod_reasons: &NO_REASONS,
+        models: &NO_MODELS,
+        loader: &NO_LOADER,
     }
 }
 
@@ -183,4 +197,36 @@ fn a_refused_stack_is_not_ready_and_keeps_its_parts_conditions() {
     s.status = Some(refused_once.clone());
     let still = refused(&s, &error, &time(300));
     assert_eq!(still, refused_once, "refused again: nothing changes");
+}
+
+
+#[test]
+fn a_voice_waiting_for_its_models_says_so_and_the_stack_is_not_ready() {
+    let d = BTreeMap::from([
+        ("demo-chat".to_owned(), deployment(true)),
+        ("demo-redis".to_owned(), deployment(true)),
+    ]);
+    let plan = crate::models::resolve(
+        &stack(),
+        &crate::settings::OperatorSettings::default(),
+        SttProfile::Cpu,
+    )
+    .unwrap();
+    let loader = LoaderObserved {
+        state: LoaderState::Running,
+        ..Default::default()
+    };
+    let o = Observed {
+        models: &plan,
+        loader: &loader,
+        ..observed(&d)
+    };
+    let s = compute(&stack(), &o, &time(1));
+    let voice = condition(&s, "VoiceReady");
+    assert_eq!(voice.reason, "WaitingForModels");
+    assert!(voice.message.contains("2 of 2 models loading"), "{}", voice.message);
+    assert_eq!(condition(&s, "ModelsReady").status, "False");
+    assert_eq!(condition(&s, "Ready").status, "False");
+    assert_eq!(s.models.len(), 2);
+    assert!(s.models.iter().all(|m| m.phase == crate::crd::ModelPhase::Pending));
 }

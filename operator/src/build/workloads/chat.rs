@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::service_pod::{ServicePod, common_config, secret_inputs, service_deployment};
 use super::{CHAT_PORT, OLLAMA_PORT, default_resources};
 use crate::build::meta::{Part, child_meta, name};
+use crate::models::StackModels;
 use crate::crd::{LlmBackend, VoiceChatStack};
 use crate::settings::OperatorSettings;
 
-pub fn chat_config(stack: &VoiceChatStack) -> ConfigMap {
+pub fn chat_config(stack: &VoiceChatStack, models: &StackModels) -> ConfigMap {
     let spec = &stack.spec;
     let llm = &spec.chat.llm;
     let mut data = BTreeMap::new();
@@ -29,8 +30,14 @@ pub fn chat_config(stack: &VoiceChatStack) -> ConfigMap {
     };
     data.insert("LLM_BACKEND".into(), backend.into());
     data.insert("LLM_URL".into(), llm.url.clone().unwrap_or(default_url));
-    if let Some(model) = &llm.model {
-        data.insert("LLM_MODEL".into(), model.clone());
+    // The stack's own Ollama serves the LLM its loader fetched.
+    let loaded = spec
+        .ollama
+        .enabled
+        .then(|| models.llm().and_then(|m| m.ollama_name.clone()))
+        .flatten();
+    if let Some(model) = llm.model.clone().or(loaded) {
+        data.insert("LLM_MODEL".into(), model);
     }
     if let Some(prompt) = &llm.system_prompt {
         data.insert("LLM_SYSTEM_PROMPT".into(), prompt.clone());

@@ -3,6 +3,7 @@
 //! ports and the shapes every part shares (Deployment, pod, Service).
 
 mod chat;
+mod models;
 mod ollama;
 mod redis;
 mod service_pod;
@@ -26,6 +27,10 @@ use super::pods::pod_security;
 use crate::crd::{ServiceType, VoiceChatStack};
 
 pub use chat::{chat, chat_config};
+pub use models::{
+    LOADER_CONTAINER, MODELS_CACHE_PVC, PLAN_LABEL, cache_pvc, cache_volume, file_mount, loader_job,
+    loader_job_name,
+};
 pub use ollama::ollama;
 pub use redis::{redis, redis_pvc};
 pub use voice::{threads_from_cpu_limit, voice, voice_config};

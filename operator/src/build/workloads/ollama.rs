@@ -1,29 +1,65 @@
 //! The optional in-cluster Ollama server the chat service can talk to.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, ContainerPort};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, VolumeMount};
+use voicechat_common::models::PlannedModel;
 
 use super::{OLLAMA_PORT, SERVICE_USER, default_resources, deployment, env, pod_spec};
 use crate::build::meta::Part;
 use crate::build::pods::{container_security, http_probe, scratch_volume};
+use super::models::{cache_volume, file_mount};
 use crate::crd::VoiceChatStack;
+use crate::models::StackModels;
 use crate::settings::OperatorSettings;
 
-pub fn ollama(stack: &VoiceChatStack, settings: &OperatorSettings) -> Deployment {
+/// Before the server starts, an init container makes the stack's LLM an
+/// Ollama model from the GGUF in the models cache (`ollama create`, a local
+/// copy): the model is there at every start and never pulled.
+fn load_model(image: &str, model: &PlannedModel, data_mount: &VolumeMount) -> Option<Container> {
+    let file = model.files.first()?;
+    let name = model.ollama_name.as_deref()?;
+    let gguf = format!("/models/{}", file.path);
+    // Ollama's own client uploads the file to a server on loopback.
+    let script = format!(
+        "/usr/bin/ollama serve & server=$!; i=0; \
+         until /usr/bin/ollama list >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && exit 1; sleep 0.5; done; \
+         printf 'FROM {gguf}\\n' > /data/Modelfile && /usr/bin/ollama create '{name}' -f /data/Modelfile; status=$?; \
+         kill $server; wait $server; exit $status"
+    );
+    Some(Container {
+        name: "load-model".into(),
+        image: Some(image.to_owned()),
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+        env: Some(ollama_env("127.0.0.1")),
+        volume_mounts: Some(vec![data_mount.clone(), file_mount(file)]),
+        resources: Some(default_resources("100m", "256Mi", "2Gi")),
+        security_context: Some(container_security()),
+        ..Default::default()
+    })
+}
+
+fn ollama_env(host: &str) -> Vec<EnvVar> {
+    vec![
+        env("HOME", "/data".into()),
+        env("OLLAMA_MODELS", "/data/models".into()),
+        env("OLLAMA_HOST", format!("{host}:{OLLAMA_PORT}")),
+    ]
+}
+
+pub fn ollama(stack: &VoiceChatStack, settings: &OperatorSettings, models: &StackModels) -> Deployment {
     let spec = &stack.spec.ollama;
     let (data, data_mount) = scratch_volume("data", "/data");
+    let image = spec
+        .image
+        .clone()
+        .unwrap_or_else(|| settings.ollama_image.clone());
+    let init = models
+        .llm()
+        .and_then(|m| load_model(&image, m, &data_mount));
     let container = Container {
         name: "ollama".into(),
-        image: Some(
-            spec.image
-                .clone()
-                .unwrap_or_else(|| settings.ollama_image.clone()),
-        ),
-        env: Some(vec![
-            env("HOME", "/data".into()),
-            env("OLLAMA_MODELS", "/data/models".into()),
-            env("OLLAMA_HOST", format!("0.0.0.0:{OLLAMA_PORT}")),
-        ]),
+        image: Some(image),
+        env: Some(ollama_env("0.0.0.0")),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: OLLAMA_PORT,
@@ -40,11 +76,11 @@ pub fn ollama(stack: &VoiceChatStack, settings: &OperatorSettings) -> Deployment
         security_context: Some(container_security()),
         ..Default::default()
     };
-    deployment(
-        stack,
-        Part::Ollama,
-        1,
-        None,
-        pod_spec(stack, container, vec![data], SERVICE_USER),
-    )
+    let mut volumes = vec![data];
+    if init.is_some() {
+        volumes.push(cache_volume(true));
+    }
+    let mut pod = pod_spec(stack, container, volumes, SERVICE_USER);
+    pod.init_containers = init.map(|c| vec![c]);
+    deployment(stack, Part::Ollama, 1, None, pod)
 }

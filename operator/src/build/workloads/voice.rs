@@ -14,13 +14,16 @@ use super::service_pod::{ServicePod, common_config, secret_inputs, service_deplo
 use super::{VOICE_PORT, default_resources};
 use crate::build::meta::{Part, child_meta, name};
 use crate::build::pods::{http_probe, scratch_volume};
+use super::models::{cache_volume, file_mount};
 use crate::crd::VoiceChatStack;
+use crate::models::{StackModels, catalog_whisper_file};
 use crate::settings::OperatorSettings;
 
 pub fn voice_config(
     stack: &VoiceChatStack,
     settings: &OperatorSettings,
     profile: SttProfile,
+    models: &StackModels,
 ) -> ConfigMap {
     let voice = &stack.spec.voice;
     let mut data = BTreeMap::new();
@@ -29,13 +32,16 @@ pub fn voice_config(
     data.insert("VOICE_MODELS_DIR".into(), "/models".into());
     let profile_settings = settings.profile(profile);
     data.insert("STT_PROFILE".into(), profile.as_str().into());
-    data.insert(
-        "WHISPER_MODEL".into(),
-        voice
-            .whisper_model
-            .clone()
-            .unwrap_or_else(|| profile_settings.whisper_model.clone()),
-    );
+    // The loaded Whisper model; with the stack's own PVC the named file,
+    // else the file of the profile's default.
+    let whisper = models
+        .whisper_file_name()
+        .map(str::to_owned)
+        .or_else(|| voice.whisper_model.clone())
+        .or_else(|| catalog_whisper_file(&profile_settings.whisper_model));
+    if let Some(file) = whisper {
+        data.insert("WHISPER_MODEL".into(), file);
+    }
     if profile == SttProfile::Cpu {
         data.insert(
             "STT_THREADS".into(),
@@ -91,28 +97,40 @@ pub fn voice(
     settings: &OperatorSettings,
     profile: SttProfile,
     checksum: &str,
+    models: &StackModels,
 ) -> Deployment {
     let voice = &stack.spec.voice;
     let (mut env_vars, mut volumes, mut mounts) = secret_inputs(stack, false);
     env_vars.extend(voice.extra_env.iter().cloned());
-    let models = match &voice.models_pvc {
-        Some(claim) => Volume {
-            name: "models".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: claim.clone(),
+    match &voice.models_pvc {
+        Some(claim) => {
+            volumes.push(Volume {
+                name: "models".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                }),
+                ..Default::default()
+            });
+            mounts.push(VolumeMount {
+                name: "models".into(),
+                mount_path: "/models".into(),
                 read_only: Some(true),
-            }),
-            ..Default::default()
-        },
-        None => scratch_volume("models", "/models").0,
-    };
-    volumes.push(models);
-    mounts.push(VolumeMount {
-        name: "models".into(),
-        mount_path: "/models".into(),
-        read_only: Some(voice.models_pvc.is_some()),
-        ..Default::default()
-    });
+                ..Default::default()
+            });
+        }
+        // Each file of the plan from the shared cache, and only those: a
+        // stack sees its own models, not every stack's.
+        None if models.needs_voice_models() => {
+            volumes.push(cache_volume(true));
+            mounts.extend(models.voice_files().map(file_mount));
+        }
+        None => {
+            let (volume, mount) = scratch_volume("models", "/models");
+            volumes.push(volume);
+            mounts.push(mount);
+        }
+    }
     let image = match profile {
         SttProfile::Cpu => voice
             .image
