@@ -77,9 +77,37 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
             "{chat: {history: {ttlSeconds: 5}}}",
             "spec.chat.history.ttlSeconds",
         ),
+        // Models: an unknown catalog name, a URL that is not http(s), a
+        // malformed sha256, a URL without its digest, both forms at once.
+        (
+            "{models: [{name: piper/en_US-nobody-medium}]}",
+            "spec.models[0].name: Unsupported value: \"piper/en_US-nobody-medium\"",
+        ),
+        (
+            "{models: [{url: 'ftp://h/x.bin', sha256: '{sha}', path: whisper/x.bin}]}",
+            "spec.models[0].url",
+        ),
+        (
+            "{models: [{url: 'https://h/x.bin', sha256: ABC, path: whisper/x.bin}]}",
+            "spec.models[0].sha256",
+        ),
+        (
+            "{models: [{url: 'https://h/x.bin', path: whisper/x.bin}]}",
+            "a model given by url needs sha256 and path",
+        ),
+        (
+            "{models: [{name: whisper/tiny.en, url: 'https://h/x.bin', sha256: '{sha}', path: whisper/x.bin}]}",
+            "a model has either name (a catalog model) or url, not both",
+        ),
+        (
+            "{models: [{url: 'https://h/x.bin', sha256: '{sha}', path: '../x.bin'}]}",
+            "spec.models[0].path",
+        ),
     ];
+    let sha = "ab".repeat(32);
     for (i, (spec, message)) in refused.iter().enumerate() {
         let name = format!("invalid-{i}");
+        let spec = &spec.replace("{sha}", &sha);
         let err = apply(&plane, &stack_yaml(&name, spec))
             .expect_err(&format!("the server refuses spec {spec}"));
         assert!(
