@@ -3,15 +3,15 @@
 # KUBECONFIG points at, with kubectl and helm from PATH: made by
 # e2e/cluster/up.sh here, by kind in e2e/kind/run.sh. The clients (pytest,
 # the official openai client, websockets) live in a venv under ~/.cache.
+#   VOICECHAT_MODEL_MIRROR the models mirror pods reach (up.sh prints it; required)
 #   VCS_MODELS_NODE_PATH  the voice models folder, as a path on the node (required)
-#   VCS_LLM_GGUF          the instruct GGUF for the in-cluster Ollama (required)
 #   VCS_NODE_IS_HOST=1    the node is this machine (e2e/cluster): also checks
 #                         that a pod reaches a host server through the node IP
 # Extra arguments go to pytest (e.g. -k redis).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
-: "${VCS_MODELS_NODE_PATH:?the models folder on the node}" "${VCS_LLM_GGUF:?an instruct GGUF}"
+: "${VCS_MODELS_NODE_PATH:?the models folder on the node}" "${VOICECHAT_MODEL_MIRROR:?the models mirror (e2e/cluster/up.sh prints it)}"
 venv="$cache/venv-cluster-e2e-1"
 if ! "$venv/bin/python" -c 'import pytest, openai, websockets' 2>/dev/null; then
   echo "==> the cluster tests' clients (venv $venv)" >&2

@@ -30,9 +30,31 @@ cd "$here/../.."
 [ "$(id -u)" = 0 ] || { echo "up.sh needs root (containerd, kubelet, iptables)" >&2; exit 1; }
 
 print_env() {
+  echo "export VOICECHAT_MODEL_MIRROR='http://$NODE_IP:$MIRROR_PORT'"
   echo "export KUBECONFIG='$KUBECONFIG_FILE'"
   echo "export VCS_AUDIT_LOG='$RUN/audit.log'"
   echo "export PATH='$KUBE_BIN:$(dirname "$HELM_BIN"):$TOOLS_BIN:'\"\$PATH\""
+}
+
+# The models mirror (e2e/cluster/mirror.py) on the node IP, which pods
+# reach: every catalog file this machine holds byte for byte, at its
+# upstream path, and this project's own Whisper conversions (not
+# whisper.cpp's bytes, so not catalog files) under voicechat/whisper/.
+MIRROR_PORT="${VCS_MIRROR_PORT:-8090}"
+start_mirror() {
+  local cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}" root="$CLUSTER_DIR/mirror" f
+  rm -rf "$root"
+  mkdir -p "$root/voicechat/whisper"
+  python3 "$here/mirror.py" populate "$root" common/models-catalog.json \
+    "$cache"/models-v1/piper/* "$cache"/llm-*/*.gguf 2>&1 | while read -r line; do log "$line"; done
+  for f in "$cache"/models-v1/whisper/ggml-*.bin; do
+    [ -e "$f" ] && ln -sf "$f" "$root/voicechat/whisper/$(basename "$f")"
+  done
+  if ! running mirror; then
+    start mirror python3 "$here/mirror.py" serve "$root" "$NODE_IP" "$MIRROR_PORT"
+  fi
+  WAIT_LOG=mirror wait_for "the models mirror" 20 curl -sf "http://$NODE_IP:$MIRROR_PORT/_mirror/requests"
+  log "models mirror on http://$NODE_IP:$MIRROR_PORT"
 }
 
 healthy() {
@@ -77,6 +99,7 @@ log "images (e2e/cluster/images.sh)"
 
 if healthy; then
   "$here/addons.sh"
+  start_mirror
   log "cluster already up"
   print_env
   exit 0
@@ -280,5 +303,6 @@ WAIT_LOG=kube-proxy wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healt
 mkdir -p "$CLUSTER_DIR/volumes"
 "$here/addons.sh"
 WAIT_LOG=kubelet wait_for "CoreDNS Ready" 120 kc -n kube-system wait --for=condition=Available deploy/coredns --timeout=2s
+start_mirror
 log "cluster up"
 print_env

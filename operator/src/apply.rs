@@ -193,7 +193,14 @@ pub async fn prune_children(
     prune(client, namespace, &selector, &children.deployments, kept).await?;
     prune(client, namespace, &selector, &children.services, &[]).await?;
     prune(client, namespace, &selector, &children.pdbs, &[]).await?;
-    prune(client, namespace, &selector, &children.network_policies, &[]).await?;
+    prune(
+        client,
+        namespace,
+        &selector,
+        &children.network_policies,
+        &[],
+    )
+    .await?;
     prune(client, namespace, &selector, &children.config_maps, &[]).await?;
     // Loader Jobs of earlier model lists (their pods go with them).
     prune(client, namespace, &selector, &children.jobs, &[]).await?;

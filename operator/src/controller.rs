@@ -177,8 +177,13 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
     };
     let status = status::compute(stack, &observed, &now());
     for (name, message) in new_model_failures(stack.status.as_ref(), &status) {
-        ctx.event(stack, EventType::Warning, "ModelLoadFailed", format!("{name}: {message}"))
-            .await;
+        ctx.event(
+            stack,
+            EventType::Warning,
+            "ModelLoadFailed",
+            format!("{name}: {message}"),
+        )
+        .await;
     }
     if let Some(event) = update::ready_event(stack.status.as_ref(), &status) {
         ctx.event(stack, event.type_, event.reason, event.note)
@@ -209,7 +214,9 @@ fn new_model_failures(
         .filter(|m| {
             !previous.is_some_and(|p| {
                 p.models.iter().any(|old| {
-                    old.name == m.name && old.phase == ModelPhase::Failed && old.message == m.message
+                    old.name == m.name
+                        && old.phase == ModelPhase::Failed
+                        && old.message == m.message
                 })
             })
         })

@@ -88,8 +88,10 @@ pub fn resolve(
                 .get(name)
                 .and_then(|m| m.plan(mirror))
                 .map_err(|e| invalid(&format!("models[{i}]: {e}")))?,
-            (None, Some(url), Some(sha256), Some(path)) => PlannedModel::from_url(url, sha256, path)
-                .map_err(|e| invalid(&format!("models[{i}]: {e}")))?,
+            (None, Some(url), Some(sha256), Some(path)) => {
+                PlannedModel::from_url(url, sha256, path)
+                    .map_err(|e| invalid(&format!("models[{i}]: {e}")))?
+            }
             _ => {
                 return Err(invalid(&format!(
                     "models[{i}]: give name, or url with sha256 and path"
@@ -142,7 +144,10 @@ fn catalog_model_of_file(
     file: &str,
 ) -> Option<&'static voicechat_common::models::CatalogModel> {
     catalog().models.iter().find(|m| {
-        m.kind() == Some(kind) && m.files.iter().any(|f| f.path.rsplit('/').next() == Some(file))
+        m.kind() == Some(kind)
+            && m.files
+                .iter()
+                .any(|f| f.path.rsplit('/').next() == Some(file))
     })
 }
 
@@ -157,7 +162,10 @@ pub fn catalog_whisper_file(name: &str) -> Option<String> {
 /// The catalog as `voicechat-operator models` prints it: one line per
 /// model with its size, the profiles it is the default for, and its files.
 pub fn catalog_table() -> String {
-    let mut out = format!("{:<36} {:>9}  {:<9} DESCRIPTION\n", "NAME", "SIZE", "DEFAULT");
+    let mut out = format!(
+        "{:<36} {:>9}  {:<9} DESCRIPTION\n",
+        "NAME", "SIZE", "DEFAULT"
+    );
     for model in &catalog().models {
         let defaults: Vec<&str> = model
             .default_for
@@ -171,7 +179,11 @@ pub fn catalog_table() -> String {
             "{:<36} {:>6} MB  {:<9} {}\n",
             model.name,
             model.total_size().div_ceil(1_000_000),
-            if defaults.is_empty() { "-".to_owned() } else { defaults.join(",") },
+            if defaults.is_empty() {
+                "-".to_owned()
+            } else {
+                defaults.join(",")
+            },
             model.description
         ));
     }
@@ -225,7 +237,11 @@ mod tests {
         settings.models.mirror = Some("http://mirror:8080".into());
         let plan = resolve(&stack, &settings, SttProfile::Cpu).unwrap();
         assert_eq!(plan.models.len(), 2, "{plan:?}");
-        assert!(plan.models[0].files[0].url.starts_with("http://mirror:8080/rhasspy/"));
+        assert!(
+            plan.models[0].files[0]
+                .url
+                .starts_with("http://mirror:8080/rhasspy/")
+        );
         assert_eq!(
             plan.models[1].files[0].url, "https://example.org/m/ggml-x.bin",
             "a URL the stack gives is its own, not the mirror's"
@@ -241,7 +257,10 @@ mod tests {
         assert_eq!(plan.models[1].name, "whisper/small");
         stack.spec.voice.whisper_model = Some("ggml-mine.bin".into());
         let err = resolve_cpu(&stack).unwrap_err().to_string();
-        assert!(err.contains("voice.whisperModel \"ggml-mine.bin\""), "{err}");
+        assert!(
+            err.contains("voice.whisperModel \"ggml-mine.bin\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -261,14 +280,20 @@ mod tests {
             ..Default::default()
         }];
         let err = resolve_cpu(&stack).unwrap_err().to_string();
-        assert!(err.contains("models[0]") && err.contains("modelsPvc"), "{err}");
+        assert!(
+            err.contains("models[0]") && err.contains("modelsPvc"),
+            "{err}"
+        );
     }
 
     #[test]
     fn the_catalog_table_lists_every_model_with_its_defaults() {
         let table = catalog_table();
         assert_eq!(table.lines().count(), catalog().models.len() + 1);
-        let joe = table.lines().find(|l| l.starts_with("piper/en_US-joe-medium ")).unwrap();
+        let joe = table
+            .lines()
+            .find(|l| l.starts_with("piper/en_US-joe-medium "))
+            .unwrap();
         assert!(joe.contains("64 MB") && joe.contains("CPU,GPU"), "{joe}");
     }
 

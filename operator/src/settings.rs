@@ -205,12 +205,12 @@ fn profile_from_vars(
 
 fn models_from_vars(vars: &Vars<'_>, models: &mut ModelsSettings) -> Result<(), ConfigError> {
     if let Some(mirror) = vars.get("MODELS_MIRROR") {
-        voicechat_common::models::mirrored_url("https://upstream/x", &mirror).map_err(|message| {
-            ConfigError::Invalid {
+        voicechat_common::models::mirrored_url("https://upstream/x", &mirror).map_err(
+            |message| ConfigError::Invalid {
                 name: "MODELS_MIRROR".into(),
                 message,
-            }
-        })?;
+            },
+        )?;
         models.mirror = Some(mirror);
     }
     models.storage_class = vars.get("MODELS_STORAGE_CLASS");
@@ -221,7 +221,9 @@ fn models_from_vars(vars: &Vars<'_>, models: &mut ModelsSettings) -> Result<(), 
         if !["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"].contains(&mode.as_str()) {
             return Err(ConfigError::Invalid {
                 name: "MODELS_CACHE_ACCESS_MODE".into(),
-                message: format!("{mode:?} is not ReadWriteOnce, ReadWriteMany or ReadWriteOncePod"),
+                message: format!(
+                    "{mode:?} is not ReadWriteOnce, ReadWriteMany or ReadWriteOncePod"
+                ),
             });
         }
         models.access_mode = mode;

@@ -148,7 +148,8 @@ pub fn compute(
     );
     if !models_ready && observed.models.needs_voice_models() && get(Part::Voice).is_none() {
         voice.reason = "WaitingForModels".into();
-        voice.message = format!("the voice pods start once their models are loaded: {models_message}");
+        voice.message =
+            format!("the voice pods start once their models are loaded: {models_message}");
     }
     verdicts.push(voice);
     if !observed.models.is_empty() {

@@ -64,7 +64,10 @@ async fn serve_file(State(s): State<Server>, headers: HeaderMap) -> Response {
     match from {
         Some(start) if start < body.len() => (
             StatusCode::PARTIAL_CONTENT,
-            [(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", body.len() - 1, body.len()))],
+            [(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{}/{}", body.len() - 1, body.len()),
+            )],
             body[start..].to_vec(),
         )
             .into_response(),
@@ -203,9 +206,14 @@ async fn a_cut_download_resumes_where_it_stopped_and_a_second_run_fetches_nothin
         .await
         .unwrap_err();
     assert!(!err.is_permanent(), "a cut connection may pass: {err}");
-    assert!(final_files(&dir).is_empty(), "no half file under the final name");
+    assert!(
+        final_files(&dir).is_empty(),
+        "no half file under the final name"
+    );
 
-    let got = fetch_file(&client(), &planned, &options(&dir)).await.unwrap();
+    let got = fetch_file(&client(), &planned, &options(&dir))
+        .await
+        .unwrap();
     assert_eq!(
         got,
         Fetched::Downloaded {
@@ -218,9 +226,15 @@ async fn a_cut_download_resumes_where_it_stopped_and_a_second_run_fetches_nothin
     assert_eq!(final_files(&dir), [planned.cache_path()]);
 
     let requests = server.requests.load(Ordering::SeqCst);
-    let again = fetch_file(&client(), &planned, &options(&dir)).await.unwrap();
+    let again = fetch_file(&client(), &planned, &options(&dir))
+        .await
+        .unwrap();
     assert_eq!(again, Fetched::AlreadyPresent);
-    assert_eq!(server.requests.load(Ordering::SeqCst), requests, "no request for a cached file");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        requests,
+        "no request for a cached file"
+    );
 }
 
 #[tokio::test]
@@ -228,26 +242,40 @@ async fn a_digest_mismatch_reports_both_digests_and_keeps_nothing() {
     let (_server, addr) = start().await;
     let dir = tempdir();
     let wrong = Digest::sha256(&"0".repeat(64)).unwrap();
-    let err = fetch_file(&client(), &file(addr, "/m/file.bin", wrong.clone()), &options(&dir))
-        .await
-        .unwrap_err();
+    let err = fetch_file(
+        &client(),
+        &file(addr, "/m/file.bin", wrong.clone()),
+        &options(&dir),
+    )
+    .await
+    .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, FetchError::DigestMismatch { .. }), "{message}");
+    assert!(
+        matches!(err, FetchError::DigestMismatch { .. }),
+        "{message}"
+    );
     assert!(err.is_permanent());
     assert!(message.contains(&wrong.to_string()), "{message}");
     assert!(message.contains(&sha256(&body()).to_string()), "{message}");
     assert!(final_files(&dir).is_empty());
     let partials: Vec<_> = std::fs::read_dir(dir.join(".partial")).unwrap().collect();
-    assert!(partials.is_empty(), "the bad download is deleted: {partials:?}");
+    assert!(
+        partials.is_empty(),
+        "the bad download is deleted: {partials:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_file_is_a_permanent_not_found() {
     let (_server, addr) = start().await;
     let dir = tempdir();
-    let err = fetch_file(&client(), &file(addr, "/m/absent.bin", sha256(b"x")), &options(&dir))
-        .await
-        .unwrap_err();
+    let err = fetch_file(
+        &client(),
+        &file(addr, "/m/absent.bin", sha256(b"x")),
+        &options(&dir),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, FetchError::NotFound { .. }), "{err}");
     assert!(err.is_permanent());
     assert_eq!(err.reason(), "NotFound");
@@ -259,10 +287,15 @@ async fn a_stalled_body_times_out_and_leaves_its_bytes_for_a_resume() {
     let dir = tempdir();
     let planned = file(addr, "/m/slow.bin", sha256(&body()));
     let started = std::time::Instant::now();
-    let err = fetch_file(&client(), &planned, &options(&dir)).await.unwrap_err();
+    let err = fetch_file(&client(), &planned, &options(&dir))
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::Timeout { .. }), "{err}");
     assert!(!err.is_permanent());
-    assert!(started.elapsed() < Duration::from_secs(20), "gave up after the read timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "gave up after the read timeout"
+    );
     assert!(final_files(&dir).is_empty());
     let partial = dir
         .join(".partial")
@@ -281,13 +314,20 @@ async fn an_archive_is_unpacked_whole_under_its_path() {
         digest: sha256(&server.zip),
         unpack: Some(Unpack::Zip),
     };
-    fetch_file(&client(), &planned, &options(&dir)).await.unwrap();
+    fetch_file(&client(), &planned, &options(&dir))
+        .await
+        .unwrap();
     let root = dir.join(planned.cache_path());
-    assert_eq!(std::fs::read(root.join("am/final.mdl")).unwrap(), b"acoustic model");
+    assert_eq!(
+        std::fs::read(root.join("am/final.mdl")).unwrap(),
+        b"acoustic model"
+    );
     assert!(root.join("conf/model.conf").is_file());
     let requests = server.requests.load(Ordering::SeqCst);
     assert_eq!(
-        fetch_file(&client(), &planned, &options(&dir)).await.unwrap(),
+        fetch_file(&client(), &planned, &options(&dir))
+            .await
+            .unwrap(),
         Fetched::AlreadyPresent
     );
     assert_eq!(server.requests.load(Ordering::SeqCst), requests);
@@ -320,7 +360,10 @@ async fn the_command_reports_each_model_and_exits_3_on_a_permanent_failure() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("progress whisper/ggml-test.bin 300000 300000"), "{stderr}");
+    assert!(
+        stderr.contains("progress whisper/ggml-test.bin 300000 300000"),
+        "{stderr}"
+    );
     assert!(stderr.contains("ready whisper/good"), "{stderr}");
     let report: LoaderReport =
         serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
@@ -335,7 +378,11 @@ async fn the_command_reports_each_model_and_exits_3_on_a_permanent_failure() {
         .output()
         .await
         .unwrap();
-    assert_eq!(usage.status.code(), Some(3), "an unknown name is a permanent failure");
+    assert_eq!(
+        usage.status.code(),
+        Some(3),
+        "an unknown name is a permanent failure"
+    );
     assert!(String::from_utf8_lossy(&usage.stdout).contains("unknown model \\\"piper/nope\\\""));
 }
 
@@ -367,7 +414,10 @@ fn uuid_like() -> String {
     format!(
         "{}-{}-{}",
         std::process::id(),
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
         N.fetch_add(1, Ordering::SeqCst)
     )
 }

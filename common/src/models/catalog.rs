@@ -262,7 +262,11 @@ mod tests {
                 );
             }
             if model.kind() == Some(ModelKind::Llm) {
-                assert!(model.ollama_name.is_some(), "{} has no Ollama name", model.name);
+                assert!(
+                    model.ollama_name.is_some(),
+                    "{} has no Ollama name",
+                    model.name
+                );
             }
             assert!(!model.description.is_empty() && !model.license.is_empty());
         }
@@ -293,8 +297,17 @@ mod tests {
         let model = catalog().get("piper/en_US-joe-medium").unwrap();
         let planned = model.plan(Some("http://10.0.0.1:8080/models/")).unwrap();
         let upstream = &model.files[0].url;
-        let path = upstream.split_once("://").unwrap().1.split_once('/').unwrap().1;
-        assert_eq!(planned.files[0].url, format!("http://10.0.0.1:8080/models/{path}"));
+        let path = upstream
+            .split_once("://")
+            .unwrap()
+            .1
+            .split_once('/')
+            .unwrap()
+            .1;
+        assert_eq!(
+            planned.files[0].url,
+            format!("http://10.0.0.1:8080/models/{path}")
+        );
         assert_eq!(planned.files[0].digest, model.files[0].digest);
         assert_eq!(model.plan(None).unwrap().files[0].url, *upstream);
     }
@@ -313,7 +326,10 @@ mod tests {
             .retain(|m| m.kind() != Some(ModelKind::Whisper));
         assert!(matches!(
             no_default.check(),
-            Err(CatalogError::NoDefault { kind: "whisper", .. })
+            Err(CatalogError::NoDefault {
+                kind: "whisper",
+                ..
+            })
         ));
     }
 }

@@ -185,9 +185,11 @@ mod tests {
         );
         let err = "sha256:abcd".parse::<Digest>().unwrap_err();
         assert!(err.to_string().contains("64 hex digits"), "{err}");
-        assert!("sha1:zz93e364706816aba3e25717850c26c9cd0d89d"
-            .parse::<Digest>()
-            .is_err());
+        assert!(
+            "sha1:zz93e364706816aba3e25717850c26c9cd0d89d"
+                .parse::<Digest>()
+                .is_err()
+        );
         assert_eq!(
             "MD5:900150983CD24FB0D6963F7D28E17F72".parse::<Digest>(),
             Err(DigestError::UnknownAlgorithm("MD5".into())),

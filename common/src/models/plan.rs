@@ -109,8 +109,7 @@ pub fn valid_cache_path(path: &str) -> bool {
             !c.is_empty()
                 && !c.starts_with('.')
                 && c.len() <= 200
-                && c
-                    .bytes()
+                && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         })
 }
@@ -154,7 +153,12 @@ mod tests {
 
     #[test]
     fn cache_paths_are_plain_and_under_a_kind() {
-        for good in ["piper/a.onnx", "whisper/ggml-tiny.en-q8_0.bin", "vosk/en", "llm/x_1.gguf"] {
+        for good in [
+            "piper/a.onnx",
+            "whisper/ggml-tiny.en-q8_0.bin",
+            "vosk/en",
+            "llm/x_1.gguf",
+        ] {
             assert!(valid_cache_path(good), "{good}");
         }
         for bad in [
@@ -174,8 +178,9 @@ mod tests {
     #[test]
     fn a_url_model_needs_an_http_url_a_sha256_and_a_kind_path() {
         let sha = "a".repeat(64);
-        let model = PlannedModel::from_url("https://h/x/SmolLM.Q4.gguf", &sha, "llm/SmolLM.Q4.gguf")
-            .unwrap();
+        let model =
+            PlannedModel::from_url("https://h/x/SmolLM.Q4.gguf", &sha, "llm/SmolLM.Q4.gguf")
+                .unwrap();
         assert_eq!(model.kind, ModelKind::Llm);
         assert_eq!(model.ollama_name.as_deref(), Some("smollm.q4"));
         assert_eq!(model.files[0].digest.to_string(), format!("sha256:{sha}"));
@@ -197,7 +202,10 @@ mod tests {
     fn files_of_one_name_and_two_digests_have_two_cache_paths() {
         let a = PlannedModel::from_url("https://h/a", &"a".repeat(64), "whisper/m.bin").unwrap();
         let b = PlannedModel::from_url("https://h/b", &"b".repeat(64), "whisper/m.bin").unwrap();
-        assert_eq!(a.files[0].cache_path(), "whisper/sha256-aaaaaaaaaaaaaaaa/m.bin");
+        assert_eq!(
+            a.files[0].cache_path(),
+            "whisper/sha256-aaaaaaaaaaaaaaaa/m.bin"
+        );
         assert_ne!(a.files[0].cache_path(), b.files[0].cache_path());
         assert!(valid_cache_path(&a.files[0].cache_path()));
     }

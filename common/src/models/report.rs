@@ -39,7 +39,9 @@ pub struct LoaderReport {
 
 impl LoaderReport {
     pub fn failed(&self) -> impl Iterator<Item = &ModelOutcome> {
-        self.models.iter().filter(|m| m.phase == OutcomePhase::Failed)
+        self.models
+            .iter()
+            .filter(|m| m.phase == OutcomePhase::Failed)
     }
 
     /// Compact JSON within the termination message limit: messages are
@@ -57,7 +59,10 @@ impl LoaderReport {
                 if let Some(msg) = &mut m.message
                     && msg.len() > limit
                 {
-                    let cut = (0..=limit).rev().find(|&i| msg.is_char_boundary(i)).unwrap_or(0);
+                    let cut = (0..=limit)
+                        .rev()
+                        .find(|&i| msg.is_char_boundary(i))
+                        .unwrap_or(0);
                     msg.truncate(cut);
                     msg.push('…');
                 }

@@ -4,12 +4,18 @@ in a Pod Security "restricted" namespace, its endpoints and tokens.
 The tests drive a cluster that runs pods, whichever way it was made
 (e2e/cluster/up.sh here, kind elsewhere): kubectl and helm from PATH, the
 cluster from KUBECONFIG. Inputs, from the environment:
+  VOICECHAT_MODEL_MIRROR the models mirror pods reach (e2e/cluster/up.sh
+                        prints it): the chart's models.mirror, so the
+                        operator's loader fetches the catalog's defaults
+                        (a Piper voice, the LLM) from it.
   VCS_MODELS_NODE_PATH  the voice models folder (piper/, whisper/, vosk/) as
                         a path on the node: a hostPath PersistentVolume is
-                        made of it, as a cluster admin would fill a PVC.
-  VCS_LLM_GGUF          an instruction-tuned GGUF on this machine, uploaded
-                        to the in-cluster Ollama through its API.
-  VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en-q8_0.bin).
+                        made of it, as a cluster admin would fill a PVC (the
+                        stack whose models are missing uses it).
+  VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en-q8_0.bin),
+                        also on the mirror under voicechat/whisper/: the
+                        stack lists it by URL and sha256 (it is this
+                        project's conversion, not whisper.cpp's bytes).
   VCS_DUMP_DIR          where a failing test's cluster state is written.
   VCS_AUDIT_LOG         the API server's audit log of writes, where readable
                         (e2e/cluster/up.sh prints it): the operator-restart
@@ -19,6 +25,8 @@ cluster from KUBECONFIG. Inputs, from the environment:
 from __future__ import annotations
 
 import base64
+import json
+import hashlib
 import os
 import pathlib
 import subprocess
@@ -33,11 +41,20 @@ from kube import (
     dump_cluster_state,
     kubectl,
     kubectl_json,
-    ollama_load_model,
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-LLM_MODEL = "smollm2"
+
+def mirror() -> str:
+    return os.environ["VOICECHAT_MODEL_MIRROR"].rstrip("/")
+
+
+def whisper_source() -> dict:
+    """The stack's Whisper model as a `models` entry: URL on the mirror, sha256."""
+    name = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
+    data = (pathlib.Path(os.environ["VCS_MODELS_NODE_PATH"]) / "whisper" / name).read_bytes()
+    return {"url": f"{mirror()}/voicechat/whisper/{name}", "sha256": hashlib.sha256(data).hexdigest(),
+            "path": f"whisper/{name}"}
 
 
 def pytest_runtest_makereport(item, call):
@@ -64,7 +81,8 @@ def operator() -> dict:
     helm = os.environ.get("HELM_BIN", "helm")
     subprocess.run(
         [helm, "upgrade", "--install", OPERATOR_RELEASE, str(REPO / "charts/voicechat-operator"),
-         "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m"],
+         "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--wait", "--timeout", "5m",
+         "--set", f"models.mirror={mirror()}"],
         check=True, timeout=330, stdin=subprocess.DEVNULL,
     )
     pods = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods",
@@ -75,13 +93,14 @@ def operator() -> dict:
 
 @pytest.fixture(scope="session")
 def stack(operator) -> dict:
-    """`spec: {}` plus the models PVC and the in-cluster Ollama with a small
-    instruct model, exposed as NodePorts, in a restricted namespace; Ready
-    because the kubelet's probes passed."""
+    """`spec: {}` plus the in-cluster Ollama, the Whisper model by URL and
+    NodePorts, in a restricted namespace: the operator's loader fetched the
+    models from the mirror (the Piper voice and the LLM are the catalog's
+    defaults), Ollama made its model from the cache; Ready because the
+    kubelet's probes passed."""
     models = os.environ["VCS_MODELS_NODE_PATH"]
     # A volume left by a kept run (VCS_KEEP=1) still names the old claim.
     kubectl("delete", "pv", f"{STACK_NAMESPACE}-models", "--ignore-not-found", "--wait=true", timeout=120)
-    whisper = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
     kubectl("apply", "-f", "-", input=f"""
 apiVersion: v1
 kind: Namespace
@@ -116,9 +135,8 @@ kind: VoiceChatStack
 metadata: {{name: {STACK}, namespace: {STACK_NAMESPACE}}}
 spec:
   serviceType: NodePort
-  voice: {{modelsPvc: voice-models, whisperModel: {whisper}}}
+  models: [{json.dumps(whisper_source())}]
   ollama: {{enabled: true}}
-  chat: {{llm: {{model: {LLM_MODEL}}}}}
   redis: {{persistenceSize: 1Gi}}
 """)
     kubectl("-n", STACK_NAMESPACE, "wait", "--for=condition=Ready", f"vcs/{STACK}", "--timeout=600s",
@@ -126,7 +144,6 @@ spec:
     kubectl("-n", STACK_NAMESPACE, "wait", "--for=condition=Ready", "pod", "-l",
             f"app.kubernetes.io/instance={STACK},app.kubernetes.io/component=ollama", "--timeout=300s",
             timeout=320)
-    ollama_load_model(os.environ["VCS_LLM_GGUF"], LLM_MODEL)
     return kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", STACK)
 
 

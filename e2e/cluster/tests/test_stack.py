@@ -9,8 +9,10 @@ import os
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
+from conftest import mirror, whisper_source
 from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe
 from kube import (
     OPERATOR_NAMESPACE,
@@ -87,6 +89,80 @@ def test_spec_stack_becomes_ready_through_the_kubelets_probes(stack):
     assert pvc["status"]["phase"] == "Bound", pvc["status"]
 
 
+# ---- models: the loader, the shared cache, the mirror -----------------------------
+
+
+def mirror_requests() -> dict[str, int]:
+    with urllib.request.urlopen(f"{mirror()}/_mirror/requests", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def apply_stack(name: str, spec: dict) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "voicechat.dev/v1alpha1", "kind": "VoiceChatStack",
+        "metadata": {"name": name, "namespace": STACK_NAMESPACE}, "spec": spec}))
+
+
+def test_models_were_fetched_from_the_mirror_verified_and_listed_in_the_status(stack):
+    models = {m["name"]: m for m in stack["status"]["models"]}
+    assert set(models) == {"piper/en_US-joe-medium", whisper_source()["path"], "llm/smollm2-135m-instruct-q4_1"}
+    assert all(m["phase"] == "Ready" for m in models.values()), models
+    assert condition(stack, "ModelsReady")["status"] == "True"
+    fetched = mirror_requests()
+    for path in ("rhasspy/piper-voices/resolve/v1.0.0/en/en_US/joe/medium/en_US-joe-medium.onnx",
+                 "voicechat/whisper/" + whisper_source()["path"].split("/")[1]):
+        assert fetched.get(path, 0) >= 1, f"{path} never fetched from the mirror: {fetched}"
+    jobs = kubectl_json("-n", STACK_NAMESPACE, "get", "jobs", "-l", f"app.kubernetes.io/instance={STACK}")["items"]
+    assert len(jobs) == 1 and jobs[0]["status"].get("succeeded") == 1, jobs
+    # Ollama made its model from the cached GGUF: the chat's model is there.
+    ollama = pods(STACK_NAMESPACE, part_selector("ollama"))[0]
+    assert ollama["spec"]["initContainers"][0]["name"] == "load-model"
+    assert ollama["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_a_second_stack_reuses_the_cache_without_a_download(stack):
+    name = "e2e-second"
+    before = mirror_requests()
+    apply_stack(name, {"models": [whisper_source()], "chat": {"replicas": 0}})
+    try:
+        def models_ready():
+            found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+            c = condition(found, "ModelsReady")
+            return found if c and c["status"] == "True" else None
+
+        found = wait_until("the second stack's models", 240, models_ready, every=2)
+        assert [m["phase"] for m in found["status"]["models"]] == ["Ready", "Ready"]
+        assert mirror_requests() == before, "the second stack downloaded again"
+    finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def test_a_wrong_sha256_fails_the_model_with_both_digests_and_a_warning_event(stack):
+    name = "e2e-wrong-digest"
+    source = dict(whisper_source(), sha256="ab" * 32, path="whisper/ggml-wrong.bin")
+    apply_stack(name, {"models": [source], "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
+    try:
+        def failed():
+            found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+            models = found.get("status", {}).get("models", [])
+            return found if models and models[0]["phase"] == "Failed" else None
+
+        found = wait_until("the model with the wrong digest to fail", 240, failed, every=2)
+        model = found["status"]["models"][0]
+        assert model["reason"] == "DigestMismatch", model
+        assert f"sha256:{'ab' * 32}" in model["message"], model
+        assert f"sha256:{whisper_source()['sha256']}" in model["message"], model
+        assert condition(found, "Ready")["status"] == "False"
+        assert not pods(STACK_NAMESPACE, part_selector("voice", name)), "no voice pod without its models"
+        events = kubectl_json("-n", STACK_NAMESPACE, "get", "events",
+                              "--field-selector", f"involvedObject.name={name}")["items"]
+        warnings = [e for e in events if e.get("reason") == "ModelLoadFailed" and e.get("type") == "Warning"]
+        assert warnings, events
+        assert any("whisper/ggml-wrong.bin" in e.get("message", "") for e in warnings), events
+    finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
 # ---- traffic through the Services ------------------------------------------------
 
 
@@ -98,6 +174,8 @@ def test_websocket_chat_is_answered_by_the_llm_and_kept_in_history(endpoints, to
     finally:
         chat.close()
     assert answer.content.strip(), "the LLM gave an empty answer"
+    # SmolLM2 Instruct, the catalog's default LLM, knows this one.
+    assert "paris" in answer.content.lower(), answer.content
     assert any(e["type"] == "token" for e in answer.events), "the answer was not streamed"
     assert answer.persisted
     history = http_json(f"{endpoints['chat']}/api/v1/sessions/{answer.session_id}/messages", jwt)

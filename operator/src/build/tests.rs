@@ -203,7 +203,10 @@ fn every_pod_meets_the_restricted_pod_security_level() {
     spec.ollama.enabled = true;
     let c = built(spec, SttProfile::Gpu);
     assert_eq!(c.deployments.len(), 4);
-    let job_pods = c.jobs.iter().map(|j| j.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
+    let job_pods = c
+        .jobs
+        .iter()
+        .map(|j| j.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
     let pods: Vec<_> = c
         .deployments
         .iter()
@@ -217,7 +220,11 @@ fn every_pod_meets_the_restricted_pod_security_level() {
             Some(true),
         );
         assert_eq!(pod.automount_service_account_token, Some(false));
-        for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+        for c in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
             let sc = c.security_context.as_ref().unwrap();
             assert_eq!(sc.allow_privilege_escalation, Some(false));
             assert_eq!(sc.read_only_root_filesystem, Some(true));
@@ -395,7 +402,6 @@ fn engine_choices_reach_the_voice_service() {
     );
 }
 
-
 #[test]
 fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
     let mut spec = VoiceChatStackSpec::default();
@@ -407,12 +413,23 @@ fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
         ..facts(SttProfile::Cpu)
     };
     let c = build(&stack, &settings, &waiting).unwrap();
-    let names: Vec<_> = c.deployments.iter().map(|d| d.metadata.name.clone().unwrap()).collect();
-    assert_eq!(names, ["demo-chat", "demo-redis"], "voice and Ollama wait for their models");
+    let names: Vec<_> = c
+        .deployments
+        .iter()
+        .map(|d| d.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["demo-chat", "demo-redis"],
+        "voice and Ollama wait for their models"
+    );
     assert_eq!(c.waiting_for_models, ["demo-voice", "demo-ollama"]);
     let cache = c.models_cache.as_ref().unwrap();
     assert_eq!(cache.metadata.name.as_deref(), Some("voicechat-models"));
-    assert!(cache.metadata.owner_references.is_none(), "the cache outlives any one stack");
+    assert!(
+        cache.metadata.owner_references.is_none(),
+        "the cache outlives any one stack"
+    );
     assert_eq!(c.jobs.len(), 1);
     let job = &c.jobs[0];
     assert_eq!(
@@ -424,8 +441,17 @@ fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
     assert_eq!(rule.action, "FailJob");
     assert_eq!(rule.on_exit_codes.as_ref().unwrap().values, [3]);
     let loader = &job_spec.template.spec.as_ref().unwrap().containers[0];
-    assert_eq!(loader.args.as_ref().unwrap()[..2], ["models".to_owned(), "fetch".to_owned()]);
-    let plan_env = loader.env.as_ref().unwrap().iter().find(|e| e.name == "MODELS_PLAN").unwrap();
+    assert_eq!(
+        loader.args.as_ref().unwrap()[..2],
+        ["models".to_owned(), "fetch".to_owned()]
+    );
+    let plan_env = loader
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "MODELS_PLAN")
+        .unwrap();
     let plan: Vec<voicechat_common::models::PlannedModel> =
         serde_json::from_str(plan_env.value.as_deref().unwrap()).unwrap();
     assert_eq!(plan, c.models.models);
@@ -439,17 +465,44 @@ fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
         .iter()
         .find(|m| m.mount_path == "/models/piper/en_US-joe-medium.onnx")
         .expect("the voice file is mounted at its path");
-    assert_eq!(onnx.sub_path.as_deref(), Some("piper/md5-74fd6a4dc39e0aa9/en_US-joe-medium.onnx"));
+    assert_eq!(
+        onnx.sub_path.as_deref(),
+        Some("piper/md5-74fd6a4dc39e0aa9/en_US-joe-medium.onnx")
+    );
     assert_eq!(onnx.read_only, Some(true));
-    assert!(mounts.iter().all(|m| !m.mount_path.starts_with("/models/llm")), "the LLM is Ollama's");
-    assert_eq!(config(&ready, "demo-voice-config")["WHISPER_MODEL"], "ggml-base.en-q8_0.bin");
-    assert_eq!(config(&ready, "demo-chat-config")["LLM_MODEL"], "smollm2:135m-instruct-q4_1");
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m.mount_path.starts_with("/models/llm")),
+        "the LLM is Ollama's"
+    );
+    assert_eq!(
+        config(&ready, "demo-voice-config")["WHISPER_MODEL"],
+        "ggml-base.en-q8_0.bin"
+    );
+    assert_eq!(
+        config(&ready, "demo-chat-config")["LLM_MODEL"],
+        "smollm2:135m-instruct-q4_1"
+    );
     let ollama = deployment(&ready, "demo-ollama");
-    let pod = ollama.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let pod = ollama
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
     let init = &pod.init_containers.as_ref().unwrap()[0];
     let script = &init.command.as_ref().unwrap()[2];
-    assert!(script.contains("FROM /models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"), "{script}");
-    assert!(script.contains("ollama create 'smollm2:135m-instruct-q4_1'"), "{script}");
+    assert!(
+        script.contains("FROM /models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "{script}"
+    );
+    assert!(
+        script.contains("ollama create 'smollm2:135m-instruct-q4_1'"),
+        "{script}"
+    );
 
     // Another model list: another Job, and the voice pods roll.
     let mut other = stack.clone();
@@ -460,7 +513,11 @@ fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
     let changed = build(&other, &settings, &facts(SttProfile::Cpu)).unwrap();
     assert_ne!(changed.jobs[0].metadata.name, ready.jobs[0].metadata.name);
     assert_ne!(
-        deployment(&changed, "demo-voice").spec.as_ref().unwrap().template,
+        deployment(&changed, "demo-voice")
+            .spec
+            .as_ref()
+            .unwrap()
+            .template,
         voice.spec.as_ref().unwrap().template
     );
 }
@@ -480,8 +537,15 @@ fn a_stack_with_its_own_models_pvc_and_no_ollama_has_no_loader() {
     )
     .unwrap();
     assert!(c.jobs.is_empty() && c.models_cache.is_none());
-    assert_eq!(config(&c, "demo-voice-config")["WHISPER_MODEL"], "ggml-tiny.en.bin");
+    assert_eq!(
+        config(&c, "demo-voice-config")["WHISPER_MODEL"],
+        "ggml-tiny.en.bin"
+    );
     let voice = deployment(&c, "demo-voice");
     let mounts = container(voice).volume_mounts.clone().unwrap();
-    assert!(mounts.iter().any(|m| m.mount_path == "/models" && m.read_only == Some(true)));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_path == "/models" && m.read_only == Some(true))
+    );
 }

@@ -31,7 +31,9 @@ pub enum LoaderState {
     Succeeded,
     /// The Job gave up: `permanent` when a model can never load as given
     /// (digest mismatch, 404); else a new Job is started.
-    Failed { permanent: bool },
+    Failed {
+        permanent: bool,
+    },
 }
 
 /// The models' statuses and whether all are Ready, with a message.
@@ -97,14 +99,23 @@ pub fn models_status(
                 format!(
                     "{}: {}",
                     s.name,
-                    s.message.as_deref().or(s.reason.as_deref()).unwrap_or("failed")
+                    s.message
+                        .as_deref()
+                        .or(s.reason.as_deref())
+                        .unwrap_or("failed")
                 )
             })
             .collect();
-        let waiting = statuses.iter().filter(|s| s.phase != ModelPhase::Ready).count();
+        let waiting = statuses
+            .iter()
+            .filter(|s| s.phase != ModelPhase::Ready)
+            .count();
         match (observed.state, failed.is_empty()) {
             (LoaderState::Failed { permanent: true }, _) => {
-                format!("models failed (fix the stack's models): {}", failed.join("; "))
+                format!(
+                    "models failed (fix the stack's models): {}",
+                    failed.join("; ")
+                )
             }
             (_, false) => format!("models failed, retrying: {}", failed.join("; ")),
             _ => format!("{waiting} of {} models loading", statuses.len()),
@@ -202,7 +213,10 @@ mod tests {
         assert!(!ready);
         assert_eq!(statuses[1].phase, ModelPhase::Failed);
         assert_eq!(statuses[1].reason.as_deref(), Some("DigestMismatch"));
-        assert!(message.contains("expected sha256:aa, got sha256:bb"), "{message}");
+        assert!(
+            message.contains("expected sha256:aa, got sha256:bb"),
+            "{message}"
+        );
 
         let done = LoaderObserved {
             state: LoaderState::Succeeded,

@@ -1,9 +1,9 @@
 //! Unit tests of the status computation.
 
-use crate::models::StackModels;
-use crate::status::models::{LoaderObserved, LoaderState};
 use super::*;
 use crate::fixtures;
+use crate::models::StackModels;
+use crate::status::models::{LoaderObserved, LoaderState};
 use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::jiff::Timestamp;
 
@@ -199,7 +199,6 @@ fn a_refused_stack_is_not_ready_and_keeps_its_parts_conditions() {
     assert_eq!(still, refused_once, "refused again: nothing changes");
 }
 
-
 #[test]
 fn a_voice_waiting_for_its_models_says_so_and_the_stack_is_not_ready() {
     let d = BTreeMap::from([
@@ -224,9 +223,17 @@ fn a_voice_waiting_for_its_models_says_so_and_the_stack_is_not_ready() {
     let s = compute(&stack(), &o, &time(1));
     let voice = condition(&s, "VoiceReady");
     assert_eq!(voice.reason, "WaitingForModels");
-    assert!(voice.message.contains("2 of 2 models loading"), "{}", voice.message);
+    assert!(
+        voice.message.contains("2 of 2 models loading"),
+        "{}",
+        voice.message
+    );
     assert_eq!(condition(&s, "ModelsReady").status, "False");
     assert_eq!(condition(&s, "Ready").status, "False");
     assert_eq!(s.models.len(), 2);
-    assert!(s.models.iter().all(|m| m.phase == crate::crd::ModelPhase::Pending));
+    assert!(
+        s.models
+            .iter()
+            .all(|m| m.phase == crate::crd::ModelPhase::Pending)
+    );
 }

@@ -61,11 +61,11 @@ async fn complete_loader_jobs(client: kube::Client) {
                 };
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let status = serde_json::json!({"status": {
-                    "startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
-                    "conditions": [
-                        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
-                        {"type": "Complete", "status": "True", "lastTransitionTime": now},
-                    ]}});
+                "startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                    {"type": "Complete", "status": "True", "lastTransitionTime": now},
+                ]}});
                 if let Err(e) = jobs
                     .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
                     .await
@@ -141,7 +141,9 @@ impl Cluster {
             .expect("a token for the chart's ServiceAccount");
         let client = client_for(&plane.admin_kubeconfig().to_path_buf()).await;
         Cluster {
-            job_controller: JobControllerStandIn(tokio::spawn(complete_loader_jobs(client.clone()))),
+            job_controller: JobControllerStandIn(tokio::spawn(complete_loader_jobs(
+                client.clone(),
+            ))),
             plane,
             client,
             operator_kubeconfig,

@@ -55,7 +55,10 @@ pub fn run(args: &[String]) -> ExitCode {
     let failed: Vec<&ModelOutcome> = report.failed().collect();
     if failed.is_empty() {
         ExitCode::SUCCESS
-    } else if failed.iter().any(|m| m.reason.as_deref().is_some_and(is_permanent_reason)) {
+    } else if failed
+        .iter()
+        .any(|m| m.reason.as_deref().is_some_and(is_permanent_reason))
+    {
         ExitCode::from(PERMANENT_FAILURE_EXIT)
     } else {
         ExitCode::FAILURE

@@ -55,13 +55,17 @@ pub enum FetchError {
     Timeout { url: String, secs: u64 },
     #[error("{url}: {reason}")]
     Network { url: String, reason: String },
-    #[error("{path}: digest mismatch: expected {expected}, got {actual} (the download was deleted)")]
+    #[error(
+        "{path}: digest mismatch: expected {expected}, got {actual} (the download was deleted)"
+    )]
     DigestMismatch {
         path: String,
         expected: Digest,
         actual: Digest,
     },
-    #[error("{path}: size mismatch: expected {expected} bytes, got {actual} (the download was deleted)")]
+    #[error(
+        "{path}: size mismatch: expected {expected} bytes, got {actual} (the download was deleted)"
+    )]
     SizeMismatch {
         path: String,
         expected: u64,
@@ -102,9 +106,10 @@ impl FetchError {
             | Self::SizeMismatch { .. }
             | Self::Unpack { .. } => true,
             Self::Http { status, .. } => (400..500).contains(status) && *status != 429,
-            Self::Timeout { .. } | Self::Network { .. } | Self::NoSpace { .. } | Self::Io { .. } => {
-                false
-            }
+            Self::Timeout { .. }
+            | Self::Network { .. }
+            | Self::NoSpace { .. }
+            | Self::Io { .. } => false,
         }
     }
 

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::service_pod::{ServicePod, common_config, secret_inputs, service_deployment};
 use super::{CHAT_PORT, OLLAMA_PORT, default_resources};
 use crate::build::meta::{Part, child_meta, name};
-use crate::models::StackModels;
 use crate::crd::{LlmBackend, VoiceChatStack};
+use crate::models::StackModels;
 use crate::settings::OperatorSettings;
 
 pub fn chat_config(stack: &VoiceChatStack, models: &StackModels) -> ConfigMap {

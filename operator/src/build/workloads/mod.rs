@@ -28,8 +28,8 @@ use crate::crd::{ServiceType, VoiceChatStack};
 
 pub use chat::{chat, chat_config};
 pub use models::{
-    LOADER_CONTAINER, MODELS_CACHE_PVC, PLAN_LABEL, cache_pvc, cache_volume, file_mount, loader_job,
-    loader_job_name,
+    LOADER_CONTAINER, MODELS_CACHE_PVC, PLAN_LABEL, cache_pvc, cache_volume, file_mount,
+    loader_job, loader_job_name,
 };
 pub use ollama::ollama;
 pub use redis::{redis, redis_pvc};

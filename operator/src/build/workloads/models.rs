@@ -9,9 +9,8 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, PodTemplateSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -44,7 +43,10 @@ pub fn cache_pvc(stack: &VoiceChatStack, settings: &OperatorSettings) -> Persist
             namespace: stack.namespace(),
             labels: Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned()),
-                ("app.kubernetes.io/name".to_owned(), MODELS_CACHE_PVC.to_owned()),
+                (
+                    "app.kubernetes.io/name".to_owned(),
+                    MODELS_CACHE_PVC.to_owned(),
+                ),
             ])),
             ..Default::default()
         },
@@ -68,11 +70,7 @@ pub fn loader_job_name(stack: &VoiceChatStack, plan: &StackModels) -> String {
     name(stack, &format!("models-{}", plan.hash))
 }
 
-pub fn loader_job(
-    stack: &VoiceChatStack,
-    settings: &OperatorSettings,
-    plan: &StackModels,
-) -> Job {
+pub fn loader_job(stack: &VoiceChatStack, settings: &OperatorSettings, plan: &StackModels) -> Job {
     let mut metadata = child_meta(stack, &format!("models-{}", plan.hash), Some(Part::Models));
     metadata
         .labels

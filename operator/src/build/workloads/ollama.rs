@@ -4,10 +4,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, ContainerPort, EnvVar, VolumeMount};
 use voicechat_common::models::PlannedModel;
 
+use super::models::{cache_volume, file_mount};
 use super::{OLLAMA_PORT, SERVICE_USER, default_resources, deployment, env, pod_spec};
 use crate::build::meta::Part;
 use crate::build::pods::{container_security, http_probe, scratch_volume};
-use super::models::{cache_volume, file_mount};
 use crate::crd::VoiceChatStack;
 use crate::models::StackModels;
 use crate::settings::OperatorSettings;
@@ -46,7 +46,11 @@ fn ollama_env(host: &str) -> Vec<EnvVar> {
     ]
 }
 
-pub fn ollama(stack: &VoiceChatStack, settings: &OperatorSettings, models: &StackModels) -> Deployment {
+pub fn ollama(
+    stack: &VoiceChatStack,
+    settings: &OperatorSettings,
+    models: &StackModels,
+) -> Deployment {
     let spec = &stack.spec.ollama;
     let (data, data_mount) = scratch_volume("data", "/data");
     let image = spec

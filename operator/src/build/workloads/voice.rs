@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use voicechat_common::stt_profile::SttProfile;
 
+use super::models::{cache_volume, file_mount};
 use super::service_pod::{ServicePod, common_config, secret_inputs, service_deployment};
 use super::{VOICE_PORT, default_resources};
 use crate::build::meta::{Part, child_meta, name};
 use crate::build::pods::{http_probe, scratch_volume};
-use super::models::{cache_volume, file_mount};
 use crate::crd::VoiceChatStack;
 use crate::models::{StackModels, catalog_whisper_file};
 use crate::settings::OperatorSettings;
