@@ -113,10 +113,21 @@ if ! echo "$SMOLLM_GGUF_SHA  $instruct_gguf" | sha256sum -c --quiet - >/dev/null
   }
 fi
 
+# Its Modelfile: the template comes from the GGUF; answers stay short.
+instruct_modelfile="$(dirname "$instruct_gguf")/Modelfile"
+cat > "$instruct_modelfile" <<EOF
+FROM $instruct_gguf
+PARAMETER num_predict 96
+PARAMETER num_ctx 2048
+EOF
+
 # ---- the server ----------------------------------------------------------------
+# LLM_MODELFILE is the default model's (SmolLM2 Instruct, which answers);
+# LLM_GEMMA_MODELFILE gemma-3-270m's (a base model: it continues text).
 print_env() {
   echo "export OLLAMA_BIN='$1'"
-  echo "export LLM_MODELFILE='$model_dir/Modelfile'"
+  echo "export LLM_MODELFILE='$instruct_modelfile'"
+  echo "export LLM_GEMMA_MODELFILE='$model_dir/Modelfile'"
   echo "export LLM_INSTRUCT_GGUF='$instruct_gguf'"
 }
 # SKIP_OLLAMA_BUILD=1: only the models (a cluster that pulls Ollama's image).

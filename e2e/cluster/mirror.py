@@ -3,7 +3,9 @@ over HTTP at the upstream paths (huggingface.co/<repo>/resolve/<rev>/<file>
 becomes <mirror>/<repo>/resolve/<rev>/<file>), with byte ranges (the
 loader resumes). For the tests, GET /_mirror/requests gives how many
 times each path was fetched, and POST /_mirror/down?seconds=N answers
-every file with 503 for N seconds (a mirror that is down at first).
+every file with 503 for N seconds (a mirror that is down at first), and
+POST /_mirror/slow?bytes_per_second=N sends bodies at most that fast (0:
+at full speed), so that a download can be caught half way.
 
     python3 mirror.py serve ROOT HOST PORT
     python3 mirror.py populate ROOT CATALOG FILE...
@@ -31,6 +33,7 @@ class Mirror(BaseHTTPRequestHandler):
     root = "."
     counts: dict[str, int] = {}
     down_until = 0.0
+    bytes_per_second = 0
     lock = threading.Lock()
 
     def log_message(self, fmt, *args):  # one line per request, to the log file
@@ -38,12 +41,16 @@ class Mirror(BaseHTTPRequestHandler):
 
     def do_POST(self):
         url = urllib.parse.urlsplit(self.path)
-        if url.path != "/_mirror/down":
+        query = urllib.parse.parse_qs(url.query)
+        if url.path == "/_mirror/down":
+            seconds = float(query.get("seconds", ["0"])[0])
+            Mirror.down_until = time.monotonic() + seconds
+            self._send_json({"down_for": seconds})
+        elif url.path == "/_mirror/slow":
+            Mirror.bytes_per_second = int(query.get("bytes_per_second", ["0"])[0])
+            self._send_json({"bytes_per_second": Mirror.bytes_per_second})
+        else:
             self.send_error(404)
-            return
-        seconds = float(urllib.parse.parse_qs(url.query).get("seconds", ["0"])[0])
-        Mirror.down_until = time.monotonic() + seconds
-        self._send_json({"down_for": seconds})
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -82,11 +89,13 @@ class Mirror(BaseHTTPRequestHandler):
         self.end_headers()
         with open(path, "rb") as f:
             f.seek(start)
-            while chunk := f.read(CHUNK):
+            while chunk := f.read(CHUNK // 8):
                 try:
                     self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     return
+                if Mirror.bytes_per_second:
+                    time.sleep(len(chunk) / Mirror.bytes_per_second)
 
     def _send_json(self, value):
         body = json.dumps(value).encode()

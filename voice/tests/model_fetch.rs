@@ -238,6 +238,23 @@ async fn a_cut_download_resumes_where_it_stopped_and_a_second_run_fetches_nothin
 }
 
 #[tokio::test]
+async fn two_loaders_wanting_one_file_download_it_once() {
+    let (server, addr) = start().await;
+    let dir = tempdir();
+    let planned = file(addr, "/m/file.bin", sha256(&server.body));
+    let (c1, c2, o) = (client(), client(), options(&dir));
+    let (a, b) = tokio::join!(fetch_file(&c1, &planned, &o), fetch_file(&c2, &planned, &o));
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, Fetched::AlreadyPresent));
+    assert!(
+        matches!(outcomes[0], Fetched::Downloaded { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], Fetched::AlreadyPresent);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_digest_mismatch_reports_both_digests_and_keeps_nothing() {
     let (_server, addr) = start().await;
     let dir = tempdir();
@@ -258,7 +275,11 @@ async fn a_digest_mismatch_reports_both_digests_and_keeps_nothing() {
     assert!(message.contains(&wrong.to_string()), "{message}");
     assert!(message.contains(&sha256(&body()).to_string()), "{message}");
     assert!(final_files(&dir).is_empty());
-    let partials: Vec<_> = std::fs::read_dir(dir.join(".partial")).unwrap().collect();
+    let partials: Vec<_> = std::fs::read_dir(dir.join(".partial"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
     assert!(
         partials.is_empty(),
         "the bad download is deleted: {partials:?}"

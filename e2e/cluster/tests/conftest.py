@@ -49,9 +49,10 @@ def mirror() -> str:
     return os.environ["VOICECHAT_MODEL_MIRROR"].rstrip("/")
 
 
-def whisper_source() -> dict:
-    """The stack's Whisper model as a `models` entry: URL on the mirror, sha256."""
-    name = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
+def whisper_source(name: str | None = None) -> dict:
+    """A Whisper model of this machine as a `models` entry: URL on the
+    mirror, sha256; the stack's own (VCS_WHISPER_MODEL) by default."""
+    name = name or os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
     data = (pathlib.Path(os.environ["VCS_MODELS_NODE_PATH"]) / "whisper" / name).read_bytes()
     return {"url": f"{mirror()}/voicechat/whisper/{name}", "sha256": hashlib.sha256(data).hexdigest(),
             "path": f"whisper/{name}"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import socket
 import threading
 import time
@@ -160,6 +161,80 @@ def test_a_wrong_sha256_fails_the_model_with_both_digests_and_a_warning_event(st
         assert warnings, events
         assert any("whisper/ggml-wrong.bin" in e.get("message", "") for e in warnings), events
     finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def mirror_control(what: str) -> None:
+    request = urllib.request.Request(f"{mirror()}/_mirror/{what}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def models_phase(name: str, phase: str):
+    """The stack when its first model is in `phase`, else None."""
+    found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+    models = found.get("status", {}).get("models", [])
+    return found if models and models[0]["phase"] == phase else None
+
+
+def cache_folder() -> pathlib.Path:
+    """The models cache PVC's volume, a folder on this machine (the node)."""
+    pvc = kubectl_json("-n", STACK_NAMESPACE, "get", "pvc", "voicechat-models")
+    pv = kubectl_json("get", "pv", pvc["spec"]["volumeName"])
+    return pathlib.Path(pv["spec"]["hostPath"]["path"])
+
+
+def test_a_mirror_down_at_first_is_retried_until_the_model_loads(stack):
+    name = "e2e-mirror-down"
+    # A file no stack has fetched yet: another path, another cache entry.
+    source = dict(whisper_source("ggml-tiny.en.bin"), path="whisper/ggml-after-outage.bin")
+    mirror_path = source["url"].split("/", 3)[3]
+    before = mirror_requests().get(mirror_path, 0)
+    mirror_control("down?seconds=15")
+    apply_stack(name, {"models": [source], "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
+    try:
+        wait_until("the model to load once the mirror is back", 300, lambda: models_phase(name, "Ready"), every=2)
+        tries = mirror_requests().get(mirror_path, 0) - before
+        assert tries >= 2, f"{tries} request(s): the loader did not try again while the mirror was down"
+    finally:
+        mirror_control("down?seconds=0")
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+@pytest.mark.skipif(os.environ.get("VCS_NODE_IS_HOST") != "1",
+                    reason="the cache volume is not a folder on this machine (VCS_NODE_IS_HOST=1 on e2e/cluster)")
+def test_a_loader_killed_mid_download_leaves_no_file_under_the_final_name_and_the_next_resumes(stack):
+    name = "e2e-loader-killed"
+    source = dict(whisper_source("ggml-tiny.en.bin"), path="whisper/ggml-interrupted.bin")
+    mirror_control("slow?bytes_per_second=1000000")
+    apply_stack(name, {"models": [source], "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
+    try:
+        def downloading():
+            found = models_phase(name, "Downloading")
+            return found if found and found["status"]["models"][0].get("bytes", 0) > 0 else None
+
+        found = wait_until("the download to be under way", 120, downloading, every=1)
+        model = found["status"]["models"][0]
+        assert 0 < model["bytes"] < model.get("totalBytes", 1 << 40), model
+        job = f"{name}-models-"
+        loader = [p for p in kubectl_json("-n", STACK_NAMESPACE, "get", "pods")["items"]
+                  if p["metadata"]["name"].startswith(job)]
+        assert loader, "no loader pod"
+        # Stopped as the kubelet stops it (SIGTERM ends the loader at once);
+        # --wait: the container is gone before the cache is looked at.
+        kubectl("-n", STACK_NAMESPACE, "delete", "pod", loader[0]["metadata"]["name"], "--wait=true", timeout=90)
+        digest_dir = f"sha256-{source['sha256'][:16]}"
+        final = cache_folder() / "whisper" / digest_dir / "ggml-interrupted.bin"
+        partial = cache_folder() / ".partial" / f"whisper__{digest_dir}__ggml-interrupted.bin.part"
+        assert not final.exists(), f"{final} exists after the loader was killed mid-download"
+        assert partial.exists() and partial.stat().st_size > 0, f"no partial download at {partial}"
+        mirror_control("slow?bytes_per_second=0")
+        wait_until("the next loader pod to finish the download", 300, lambda: models_phase(name, "Ready"), every=2)
+        original = pathlib.Path(os.environ["VCS_MODELS_NODE_PATH"]) / "whisper/ggml-tiny.en.bin"
+        assert final.read_bytes() == original.read_bytes()
+        assert not partial.exists()
+    finally:
+        mirror_control("slow?bytes_per_second=0")
         kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
 
 

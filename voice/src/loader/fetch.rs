@@ -152,7 +152,14 @@ pub async fn fetch_file(
     tokio::fs::create_dir_all(&partial_dir)
         .await
         .map_err(|e| FetchError::io(&partial_dir, e))?;
-    let partial = partial_dir.join(format!("{}.part", file.cache_path().replace('/', "__")));
+    let stem = file.cache_path().replace('/', "__");
+    let partial = partial_dir.join(format!("{stem}.part"));
+    // Two stacks' loaders may want one file at once: the second waits for
+    // the first, then finds the file cached.
+    let _lock = lock(partial_dir.join(format!("{stem}.lock"))).await?;
+    if is_present(file, &target).await? {
+        return Ok(Fetched::AlreadyPresent);
+    }
     let mut wait = options.backoff;
     let mut attempt = 1;
     let resumed_from = loop {
@@ -186,6 +193,28 @@ pub async fn fetch_file(
         bytes,
         resumed_from,
     })
+}
+
+/// An exclusive lock (flock) on `path`, held while the file lives.
+async fn lock(path: PathBuf) -> Result<std::fs::File, FetchError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        // SAFETY: flock on a descriptor this function owns; it blocks until
+        // the other holder's descriptor closes (its process may have died).
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| FetchError::io(&shown, std::io::Error::other(e)))?
+    .map_err(|e| FetchError::io(&shown, e))
 }
 
 /// Whether the cache holds the file whole: for a plain file its size and
