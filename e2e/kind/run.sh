@@ -11,7 +11,9 @@
 # Steps: create the cluster; build the three CPU images from the
 # Dockerfiles and load them under the names the chart and the operator use
 # by default; copy the voice models onto the node (the tests make a PVC of
-# them); fetch the small instruct LLM; run the tests.
+# them); fetch the small instruct LLM; serve the models mirror on the kind
+# network's gateway (e2e/cluster/mirror.py, as e2e/cluster/up.sh does); run
+# the tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source e2e/cluster/lib.sh
@@ -19,6 +21,8 @@ cluster="${KIND_CLUSTER:-voicechat-e2e}"
 
 finish() {
   status=$?
+  [ -z "${mirror_pid:-}" ] || kill "$mirror_pid" 2>/dev/null || true
+  [ -z "${mirror_root:-}" ] || rm -rf "$mirror_root"
   [ -n "${KEEP_CLUSTER:-}" ] || kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
   exit $status
 }
@@ -45,9 +49,18 @@ docker exec "$cluster-control-plane" mkdir -p /var/local/voicechat-models
 docker cp "$models/." "$cluster-control-plane:/var/local/voicechat-models/"
 docker exec "$cluster-control-plane" chmod -R a+rX /var/local/voicechat-models
 
-echo "==> the instruct LLM (PyPI) and the tests"
+echo "==> the instruct LLM (PyPI), the models mirror and the tests"
 llm_env="$(SKIP_OLLAMA_BUILD=1 ./scripts/fetch-llm.sh)"
 eval "$llm_env"
-VCS_MODELS_NODE_PATH=/var/local/voicechat-models VCS_LLM_GGUF="$LLM_INSTRUCT_GGUF" \
+# The host as the kind node's containers see it: the kind network's gateway.
+gateway="$(docker network inspect kind -f '{{range .IPAM.Config}}{{.Gateway}} {{end}}' | tr ' ' '\n' | grep -m1 '\.')"
+mirror_root="$(mktemp -d)"
+mkdir -p "$mirror_root/voicechat/whisper"
+python3 e2e/cluster/mirror.py populate "$mirror_root" common/models-catalog.json "$models"/piper/* "$LLM_INSTRUCT_GGUF"
+for f in "$models"/whisper/ggml-*.bin; do ln -sf "$f" "$mirror_root/voicechat/whisper/"; done
+python3 e2e/cluster/mirror.py serve "$mirror_root" "$gateway" 8090 2>"$mirror_root.log" &
+mirror_pid=$!
+export VOICECHAT_MODEL_MIRROR="http://$gateway:8090"
+VCS_MODELS_NODE_PATH=/var/local/voicechat-models VCS_WHISPER_FILES="$models/whisper" \
   ./e2e/cluster/run-tests.sh
 echo "==> kind e2e passed"

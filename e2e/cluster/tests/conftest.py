@@ -12,6 +12,8 @@ cluster from KUBECONFIG. Inputs, from the environment:
                         a path on the node: a hostPath PersistentVolume is
                         made of it, as a cluster admin would fill a PVC (the
                         stack whose models are missing uses it).
+  VCS_WHISPER_FILES     where those Whisper files are on this machine, when
+                        the node is another (kind); else the folder above.
   VCS_WHISPER_MODEL     the Whisper file in that folder (ggml-tiny.en-q8_0.bin),
                         also on the mirror under voicechat/whisper/: the
                         stack lists it by URL and sha256 (it is this
@@ -53,7 +55,8 @@ def whisper_source(name: str | None = None) -> dict:
     """A Whisper model of this machine as a `models` entry: URL on the
     mirror, sha256; the stack's own (VCS_WHISPER_MODEL) by default."""
     name = name or os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
-    data = (pathlib.Path(os.environ["VCS_MODELS_NODE_PATH"]) / "whisper" / name).read_bytes()
+    folder = os.environ.get("VCS_WHISPER_FILES") or os.path.join(os.environ["VCS_MODELS_NODE_PATH"], "whisper")
+    data = (pathlib.Path(folder) / name).read_bytes()
     return {"url": f"{mirror()}/voicechat/whisper/{name}", "sha256": hashlib.sha256(data).hexdigest(),
             "path": f"whisper/{name}"}
 
