@@ -190,9 +190,14 @@ def test_a_mirror_down_at_first_is_retried_until_the_model_loads(stack):
     source = dict(whisper_source("ggml-tiny.en.bin"), path="whisper/ggml-after-outage.bin")
     mirror_path = source["url"].split("/", 3)[3]
     before = mirror_requests().get(mirror_path, 0)
-    mirror_control("down?seconds=15")
+    mirror_control("down?seconds=300")
     apply_stack(name, {"models": [source], "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
     try:
+        # Down until the loader has met it; then back.
+        wait_until("the loader to reach the mirror while it is down", 120,
+                   lambda: mirror_requests().get(mirror_path, 0) > before, every=1)
+        assert models_phase(name, "Ready") is None, "loaded from a mirror that was down"
+        mirror_control("down?seconds=0")
         wait_until("the model to load once the mirror is back", 300, lambda: models_phase(name, "Ready"), every=2)
         tries = mirror_requests().get(mirror_path, 0) - before
         assert tries >= 2, f"{tries} request(s): the loader did not try again while the mirror was down"
