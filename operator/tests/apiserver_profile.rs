@@ -74,9 +74,15 @@ async fn a_gpu_node_coming_and_going_moves_auto_stacks() {
     cluster
         .eventually("no GPU node: Auto is CPU", WAIT, profiles("CPU"))
         .await;
-    let (gpu, tolerated, cpu_image) = voice_placement(&deployments, "auto")
-        .await
-        .expect("voice Deployment");
+    // The voice Deployment comes once the stack's models are loaded (the
+    // loader Job is finished by the support's stand-in): after the status.
+    let d = deployments.clone();
+    let (gpu, tolerated, cpu_image) = cluster
+        .eventually("the voice Deployment", WAIT, || {
+            let d = d.clone();
+            async move { voice_placement(&d, "auto").await }
+        })
+        .await;
     assert_eq!(
         (gpu, tolerated),
         (None, false),
