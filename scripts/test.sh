@@ -109,7 +109,7 @@ eval "$cluster_env"
 phase "cluster: the tests (e2e/cluster/run-tests.sh)"
 cluster_log="$(mktemp)"
 cluster_status=0
-VCS_MODELS_NODE_PATH="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/models-v1" VCS_LLM_GGUF="$LLM_INSTRUCT_GGUF" \
+VCS_MODELS_NODE_PATH="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/models-v1" \
   VCS_NODE_IS_HOST=1 ./e2e/cluster/run-tests.sh 2>&1 | tee "$cluster_log" || cluster_status=$?
 phase "cluster: e2e/cluster/down.sh"
 ./e2e/cluster/down.sh

@@ -1,18 +1,15 @@
 """kubectl from the tests: commands, JSON, waiting, port-forwards, the
-cluster state dumped on failure, and loading a model into the in-cluster
-Ollama through its API."""
+cluster state dumped on failure."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import pathlib
 import re
 import subprocess
 import threading
 import time
-import urllib.request
 from typing import Callable, Iterator, TypeVar
 
 OPERATOR_NAMESPACE = "voicechat-system"
@@ -90,24 +87,6 @@ def port_forward(namespace: str, target: str, port: int) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def ollama_load_model(gguf: str, model: str) -> None:
-    """Uploads the GGUF as a blob and creates `model` from it (Ollama's
-    /api/blobs and /api/create), through a port-forward to the Service."""
-    data = pathlib.Path(gguf).read_bytes()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with port_forward(STACK_NAMESPACE, f"svc/{STACK}-ollama", 11434) as port:
-        base = f"http://127.0.0.1:{port}"
-        upload = urllib.request.Request(f"{base}/api/blobs/{digest}", data=data, method="POST")
-        with urllib.request.urlopen(upload, timeout=300) as resp:
-            assert resp.status in (200, 201), f"blob upload: HTTP {resp.status}"
-        body = json.dumps({"model": model, "files": {pathlib.Path(gguf).name: digest}, "stream": False})
-        create = urllib.request.Request(f"{base}/api/create", data=body.encode(), method="POST",
-                                        headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(create, timeout=300) as resp:
-            status = json.loads(resp.read())
-        assert status.get("status") == "success", f"ollama create {model}: {status}"
 
 
 def operator_writes_since(rv_snapshot: dict[str, str]) -> list[str]:
