@@ -113,12 +113,15 @@ if ! echo "$SMOLLM_GGUF_SHA  $instruct_gguf" | sha256sum -c --quiet - >/dev/null
   }
 fi
 
-# Its Modelfile: the template comes from the GGUF; answers stay short.
+# Its Modelfile: the template comes from the GGUF; greedy and short, as the
+# catalog's (common/models-catalog.json): at Ollama's default temperature
+# this tiny model answers nonsense one time in four.
 instruct_modelfile="$(dirname "$instruct_gguf")/Modelfile"
 cat > "$instruct_modelfile" <<EOF
 FROM $instruct_gguf
-PARAMETER num_predict 96
+PARAMETER temperature 0
 PARAMETER num_ctx 2048
+PARAMETER num_predict 256
 EOF
 
 # ---- the server ----------------------------------------------------------------

@@ -362,6 +362,7 @@ async fn the_command_reports_each_model_and_exits_3_on_a_permanent_failure() {
         name: "whisper/good".into(),
         kind: voicechat_common::models::ModelKind::Whisper,
         ollama_name: None,
+        ollama_parameters: Default::default(),
         files: vec![file(addr, "/m/file.bin", sha256(&server.body))],
     };
     let mut bad = good.clone();

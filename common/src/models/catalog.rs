@@ -4,6 +4,7 @@
 //! default. `voicechat-operator models` prints it; docs/models.md
 //! documents it.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +72,11 @@ pub struct CatalogModel {
     /// LLMs: the name the chat service asks Ollama for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ollama_name: Option<String>,
+    /// LLMs: Modelfile `PARAMETER`s. A tiny model samples nonsense at
+    /// Ollama's default temperature (1 answer in 4 to "What is the capital
+    /// of France?" here), and answers "Paris" every time at 0.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ollama_parameters: BTreeMap<String, String>,
     pub files: Vec<ModelFile>,
 }
 
@@ -131,6 +137,7 @@ impl CatalogModel {
             name: self.name.clone(),
             kind,
             ollama_name: self.ollama_name.clone(),
+            ollama_parameters: self.ollama_parameters.clone(),
             files,
         })
     }
@@ -158,6 +165,12 @@ pub enum CatalogError {
     },
     #[error("model {0} is listed twice")]
     Duplicate(String),
+    #[error("model {model}: Ollama parameter {key:?} = {value:?} is not a plain name and value")]
+    BadParameter {
+        model: String,
+        key: String,
+        value: String,
+    },
     #[error("no {kind} model is the default for {profile}")]
     NoDefault {
         kind: &'static str,
@@ -217,6 +230,21 @@ impl Catalog {
                 .ok_or_else(|| CatalogError::BadName(model.name.clone()))?;
             if !seen.insert(model.name.as_str()) {
                 return Err(CatalogError::Duplicate(model.name.clone()));
+            }
+            // They go into a shell command line (the Ollama init container).
+            for (key, value) in &model.ollama_parameters {
+                let plain = |s: &str, extra: &[u8]| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+                };
+                if !plain(key, b"_") || !plain(value, b"._-") {
+                    return Err(CatalogError::BadParameter {
+                        model: model.name.clone(),
+                        key: key.clone(),
+                        value: value.clone(),
+                    });
+                }
             }
             for file in &model.files {
                 if !valid_cache_path(&file.path) || ModelKind::of_path(&file.path) != Some(kind) {
@@ -320,6 +348,14 @@ mod tests {
         let mut twice = catalog().clone();
         twice.models.push(twice.models[0].clone());
         assert!(matches!(twice.check(), Err(CatalogError::Duplicate(_))));
+        let mut bad_parameter = catalog().clone();
+        bad_parameter.models[0]
+            .ollama_parameters
+            .insert("stop".into(), "'; rm -rf /".into());
+        assert!(matches!(
+            bad_parameter.check(),
+            Err(CatalogError::BadParameter { .. })
+        ));
         let mut no_default = catalog().clone();
         no_default
             .models

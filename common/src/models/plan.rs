@@ -1,6 +1,8 @@
 //! The models a stack wants, resolved to files: what the operator hands
 //! the loader (as JSON) and what the loader fetches.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::catalog::ModelKind;
@@ -48,6 +50,9 @@ pub struct PlannedModel {
     pub kind: ModelKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ollama_name: Option<String>,
+    /// Modelfile `PARAMETER`s (the catalog's; none for a model by URL).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ollama_parameters: BTreeMap<String, String>,
     pub files: Vec<PlannedFile>,
 }
 
@@ -79,6 +84,7 @@ impl PlannedModel {
             name: path.to_owned(),
             kind,
             ollama_name,
+            ollama_parameters: BTreeMap::new(),
             files: vec![PlannedFile {
                 path: path.to_owned(),
                 url: url.to_owned(),

@@ -19,11 +19,17 @@ fn load_model(image: &str, model: &PlannedModel, data_mount: &VolumeMount) -> Op
     let file = model.files.first()?;
     let name = model.ollama_name.as_deref()?;
     let gguf = format!("/models/{}", file.path);
+    // Names and values are plain words (the catalog checks them).
+    let parameters: String = model
+        .ollama_parameters
+        .iter()
+        .map(|(k, v)| format!("PARAMETER {k} {v}\\n"))
+        .collect();
     // Ollama's own client uploads the file to a server on loopback.
     let script = format!(
         "/usr/bin/ollama serve & server=$!; i=0; \
          until /usr/bin/ollama list >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 120 ] && exit 1; sleep 0.5; done; \
-         printf 'FROM {gguf}\\n' > /data/Modelfile && /usr/bin/ollama create '{name}' -f /data/Modelfile; status=$?; \
+         printf 'FROM {gguf}\\n{parameters}' > /data/Modelfile && /usr/bin/ollama create '{name}' -f /data/Modelfile; status=$?; \
          kill $server; wait $server; exit $status"
     );
     Some(Container {
