@@ -102,7 +102,12 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 cargo build --release --locked -p voicechat-voice --features cuda --target-dir target/cuda
 
 bin="target/cuda/release/voicechat-voice"
-phase "done"
 ls -la "$bin"
 echo "CUDA libraries it needs at run time (from $top/lib, and the driver's libcuda.so.1):"
 readelf -d "$bin" | grep NEEDED | grep -Ei 'cuda|cublas' || true
+# Every symbol resolves (LD_BIND_NOW) against the wheels' libraries and,
+# in place of the driver, the stub: the binary would load on a GPU node.
+phase "load check (--version, every symbol bound)"
+ln -s "$top/lib/stubs/libcuda.so" "$probe/libcuda.so.1"
+LD_BIND_NOW=1 LD_LIBRARY_PATH="$top/lib:$probe:${LD_LIBRARY_PATH:-}" "$bin" --version
+phase "done"
