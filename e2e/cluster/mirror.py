@@ -72,9 +72,11 @@ class Mirror(BaseHTTPRequestHandler):
         size = os.path.getsize(path)
         start = 0
         ranged = self.headers.get("Range", "")
-        if ranged.startswith("bytes="):
-            first = ranged[len("bytes="):].split("-", 1)[0]
-            start = int(first) if first.isdigit() else 0
+        # Only the open range the loader asks for (bytes=N-); any other form
+        # gets the whole file, which a client must accept.
+        spec = ranged[len("bytes="):] if ranged.startswith("bytes=") else ""
+        if spec.endswith("-") and spec[:-1].isdigit():
+            start = int(spec[:-1])
             if start >= size:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{size}")

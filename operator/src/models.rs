@@ -134,8 +134,22 @@ pub fn resolve(
         };
         models.push(default.plan(mirror).map_err(|e| invalid(&e))?);
     }
-    let json = serde_json::to_vec(&models).map_err(|e| invalid(&e))?;
-    let hash = hex::encode(Sha256::digest(&json))[..10].to_owned();
+    let mut paths = std::collections::BTreeSet::new();
+    for file in models.iter().flat_map(|m| &m.files) {
+        if !paths.insert(file.path.as_str()) {
+            return Err(invalid(&format!(
+                "two models want the file {}: the pods would see only one",
+                file.path
+            )));
+        }
+    }
+    // The Job's pod template cannot change once created: everything it is
+    // made from names it (the plan, the loader image, this operator).
+    let mut hash = Sha256::new();
+    hash.update(serde_json::to_vec(&models).map_err(|e| invalid(&e))?);
+    hash.update(settings.voice_image.as_bytes());
+    hash.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let hash = hex::encode(hash.finalize())[..10].to_owned();
     Ok(StackModels { models, hash })
 }
 
@@ -295,6 +309,33 @@ mod tests {
             .find(|l| l.starts_with("piper/en_US-joe-medium "))
             .unwrap();
         assert!(joe.contains("64 MB") && joe.contains("CPU,GPU"), "{joe}");
+    }
+
+    #[test]
+    fn another_loader_image_is_another_job_and_two_files_at_one_path_are_refused() {
+        let stack = fixtures::stack();
+        let mut settings = OperatorSettings::default();
+        let before = resolve(&stack, &settings, SttProfile::Cpu).unwrap().hash;
+        settings.voice_image = "registry.example/voice:next".into();
+        assert_ne!(
+            resolve(&stack, &settings, SttProfile::Cpu).unwrap().hash,
+            before
+        );
+        let mut twice = fixtures::stack();
+        twice.spec.models = vec![
+            ModelSource {
+                name: Some("piper/en_US-joe-medium".into()),
+                ..Default::default()
+            },
+            ModelSource {
+                url: Some("https://h/x.onnx".into()),
+                sha256: Some("a".repeat(64)),
+                path: Some("piper/en_US-joe-medium.onnx".into()),
+                ..Default::default()
+            },
+        ];
+        let err = resolve_cpu(&twice).unwrap_err().to_string();
+        assert!(err.contains("piper/en_US-joe-medium.onnx"), "{err}");
     }
 
     #[test]

@@ -218,11 +218,11 @@ fn models_from_vars(vars: &Vars<'_>, models: &mut ModelsSettings) -> Result<(), 
         models.cache_size = size;
     }
     if let Some(mode) = vars.get("MODELS_CACHE_ACCESS_MODE") {
-        if !["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"].contains(&mode.as_str()) {
+        if !["ReadWriteOnce", "ReadWriteMany"].contains(&mode.as_str()) {
             return Err(ConfigError::Invalid {
                 name: "MODELS_CACHE_ACCESS_MODE".into(),
                 message: format!(
-                    "{mode:?} is not ReadWriteOnce, ReadWriteMany or ReadWriteOncePod"
+                    "{mode:?} is not ReadWriteOnce or ReadWriteMany (the loader and the voice pods share the cache)"
                 ),
             });
         }
@@ -302,6 +302,7 @@ mod tests {
         for (name, value) in [
             ("MODELS_MIRROR", "10.0.0.1:8080"),
             ("MODELS_CACHE_ACCESS_MODE", "ReadOnlyMany"),
+            ("MODELS_CACHE_ACCESS_MODE", "ReadWriteOncePod"),
             ("CPU_WHISPER_MODEL", "ggml-small.en.bin"),
             ("GPU_WHISPER_MODEL", "piper/en_US-joe-medium"),
         ] {

@@ -232,6 +232,18 @@ impl Catalog {
                 return Err(CatalogError::Duplicate(model.name.clone()));
             }
             // They go into a shell command line (the Ollama init container).
+            if let Some(name) = &model.ollama_name
+                && (name.starts_with('-')
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b)))
+            {
+                return Err(CatalogError::BadParameter {
+                    model: model.name.clone(),
+                    key: "ollamaName".into(),
+                    value: name.clone(),
+                });
+            }
             for (key, value) in &model.ollama_parameters {
                 let plain = |s: &str, extra: &[u8]| {
                     !s.is_empty()

@@ -114,6 +114,7 @@ pub fn valid_cache_path(path: &str) -> bool {
         && components.iter().all(|c| {
             !c.is_empty()
                 && !c.starts_with('.')
+                && !c.starts_with('-')
                 && c.len() <= 200
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
@@ -176,6 +177,7 @@ mod tests {
             "piper//a",
             "piper/a b",
             "piper/a\\b",
+            "llm/-f.gguf",
         ] {
             assert!(!valid_cache_path(bad), "{bad}");
         }

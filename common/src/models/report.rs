@@ -51,8 +51,16 @@ impl LoaderReport {
         let mut limit = 600;
         loop {
             let text = serde_json::to_string(&report).unwrap_or_default();
-            if text.len() <= TERMINATION_MESSAGE_LIMIT || limit == 0 {
+            if text.len() <= TERMINATION_MESSAGE_LIMIT {
                 return text;
+            }
+            if limit == 0 {
+                // Still too long: no messages, then only the failed models
+                // (a cut message would not parse at all).
+                report.models.iter_mut().for_each(|m| m.message = None);
+                report.models.retain(|m| m.phase == OutcomePhase::Failed);
+                report.models.truncate(TERMINATION_MESSAGE_LIMIT / 128);
+                return serde_json::to_string(&report).unwrap_or_default();
             }
             limit /= 2;
             for m in &mut report.models {

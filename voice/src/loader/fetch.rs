@@ -330,6 +330,14 @@ async fn download(
     let response = request.send().await.map_err(network)?;
     let status = response.status().as_u16();
     let resumed_from = match status {
+        // A range that starts elsewhere than asked: start again.
+        206 if content_range_start(&response) != Some(have) => {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(FetchError::Network {
+                url,
+                reason: format!("asked for bytes from {have}, the server sent another range"),
+            });
+        }
         206 => have,
         200 => 0,
         404 => return Err(FetchError::NotFound { url }),
@@ -379,7 +387,30 @@ async fn download(
         .await
         .map_err(|e| FetchError::io(partial, e))?;
     log_progress(&file.path, written, total);
+    // A body that ended early (a proxy closing): kept, and resumed.
+    if let Some(total) = total.filter(|&t| written < t) {
+        return Err(FetchError::Network {
+            url,
+            reason: format!("the body ended after {written} of {total} bytes"),
+        });
+    }
     Ok(resumed_from)
+}
+
+/// Where a 206 answer's `Content-Range: bytes <start>-<end>/<size>` starts.
+fn content_range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    value
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A progress line: `progress <path> <bytes> <total or ->`, what the

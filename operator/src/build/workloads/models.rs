@@ -35,6 +35,9 @@ pub const LOADER_CONTAINER: &str = "fetch";
 /// Tries of a loader pod before its Job fails (Kubernetes waits 10 s,
 /// 20 s, 40 s, ... between them); the operator then starts a new Job.
 const LOADER_BACKOFF_LIMIT: i32 = 4;
+/// A loader that has not finished in this long (a pod stuck Pending, a
+/// hung download) fails its Job, and the operator starts a new one.
+const LOADER_DEADLINE_SECS: i64 = 6 * 3600;
 
 pub fn cache_pvc(stack: &VoiceChatStack, settings: &OperatorSettings) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
@@ -107,6 +110,7 @@ pub fn loader_job(stack: &VoiceChatStack, settings: &OperatorSettings, plan: &St
         metadata,
         spec: Some(JobSpec {
             backoff_limit: Some(LOADER_BACKOFF_LIMIT),
+            active_deadline_seconds: Some(LOADER_DEADLINE_SECS),
             // A digest mismatch or a 404 fails the same way every time.
             pod_failure_policy: Some(PodFailurePolicy {
                 rules: vec![PodFailurePolicyRule {
