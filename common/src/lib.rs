@@ -9,6 +9,7 @@ pub mod api_error;
 pub mod auth;
 pub mod config;
 pub mod cors;
+pub mod error_text;
 pub mod health;
 pub mod http_metrics;
 pub mod models;

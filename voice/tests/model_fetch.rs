@@ -135,6 +135,7 @@ async fn start() -> (Server, SocketAddr) {
     let app = Router::new()
         .route("/m/file.bin", get(serve_file))
         .route("/m/slow.bin", get(serve_slow))
+        .route("/m/forbidden.bin", get(|| async { StatusCode::FORBIDDEN }))
         .route(
             "/m/model.zip",
             get(|State(s): State<Server>| async move {
@@ -392,6 +393,32 @@ async fn the_command_reports_each_model_and_exits_3_on_a_permanent_failure() {
     assert_eq!(report.models.len(), 2);
     assert_eq!(report.models[0].downloaded, BODY_LEN as u64);
     assert_eq!(report.models[1].reason.as_deref(), Some("DigestMismatch"));
+
+    // A 403 is as permanent as a 404 (FetchError::is_permanent decides both).
+    let mut forbidden = file(addr, "/m/forbidden.bin", sha256(b"x"));
+    forbidden.path = "whisper/forbidden.bin".into();
+    let plan = PlannedModel {
+        name: "whisper/forbidden".into(),
+        kind: voicechat_common::models::ModelKind::Whisper,
+        ollama_name: None,
+        ollama_parameters: Default::default(),
+        files: vec![forbidden],
+    };
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicechat-voice"))
+        .args(["models", "fetch", "--dest"])
+        .arg(dir.join("cache"))
+        .env("MODELS_PLAN", serde_json::to_string(&[plan]).unwrap())
+        .env("MODELS_ATTEMPTS", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("HttpError"));
 
     let usage = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicechat-voice"))
         .args(["models", "fetch", "piper/nope", "--dest"])

@@ -99,18 +99,7 @@ fn request_error(e: reqwest::Error) -> LlmError {
     if e.is_timeout() {
         return LlmError::Timeout("request");
     }
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    LlmError::Unreachable(message)
+    LlmError::Unreachable(voicechat_common::error_text::with_causes(&e.without_url()))
 }
 
 /// A non-2xx answer, with the server's message when it sent one.

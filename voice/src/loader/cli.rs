@@ -44,7 +44,7 @@ pub fn run(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(invocation.fetch());
+    let (report, permanent) = runtime.block_on(invocation.fetch());
     let message = report.to_termination_message();
     println!("{message}");
     if let Some(path) = env_string("MODELS_RESULT_FILE")
@@ -52,24 +52,13 @@ pub fn run(args: &[String]) -> ExitCode {
     {
         eprintln!("models fetch: cannot write the report to {path}: {e}");
     }
-    let failed: Vec<&ModelOutcome> = report.failed().collect();
-    if failed.is_empty() {
+    if report.failed().next().is_none() {
         ExitCode::SUCCESS
-    } else if failed
-        .iter()
-        .any(|m| m.reason.as_deref().is_some_and(is_permanent_reason))
-    {
+    } else if permanent {
         ExitCode::from(PERMANENT_FAILURE_EXIT)
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn is_permanent_reason(reason: &str) -> bool {
-    matches!(
-        reason,
-        "NotFound" | "DigestMismatch" | "SizeMismatch" | "UnpackFailed" | "InvalidPlan"
-    )
 }
 
 struct Invocation {
@@ -124,7 +113,9 @@ impl Invocation {
         Ok(Self { options, models })
     }
 
-    async fn fetch(self) -> LoaderReport {
+    /// The report, and whether a model failed in a way a retry cannot
+    /// change ([`FetchError::is_permanent`], or a plan that is not one).
+    async fn fetch(self) -> (LoaderReport, bool) {
         let client = match reqwest::Client::builder()
             .connect_timeout(self.options.connect_timeout)
             .read_timeout(self.options.read_timeout)
@@ -132,24 +123,33 @@ impl Invocation {
         {
             Ok(c) => c,
             Err(e) => {
-                return LoaderReport {
-                    models: self
-                        .models
-                        .iter()
-                        .map(|m| failed(&name_of(m), "InvalidPlan", e.to_string()))
-                        .collect(),
-                };
+                let models = self
+                    .models
+                    .iter()
+                    .map(|m| failed(&name_of(m), "InvalidPlan", e.to_string()))
+                    .collect();
+                return (LoaderReport { models }, true);
             }
         };
         let mut report = LoaderReport::default();
+        let mut permanent = false;
         for model in self.models {
             let outcome = match model {
-                Err((name, reason)) => failed(&name, "InvalidPlan", reason),
-                Ok(model) => fetch_model(&client, &model, &self.options).await,
+                Err((name, reason)) => {
+                    permanent = true;
+                    failed(&name, "InvalidPlan", reason)
+                }
+                Ok(model) => match fetch_model(&client, &model, &self.options).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        permanent |= e.is_permanent();
+                        failed(&model.name, e.reason(), e.to_string())
+                    }
+                },
             };
             report.models.push(outcome);
         }
-        report
+        (report, permanent)
     }
 }
 
@@ -164,7 +164,7 @@ async fn fetch_model(
     client: &reqwest::Client,
     model: &PlannedModel,
     options: &FetchOptions,
-) -> ModelOutcome {
+) -> Result<ModelOutcome, FetchError> {
     let mut downloaded = 0;
     for file in &model.files {
         match fetch_file(client, file, options).await {
@@ -176,22 +176,18 @@ async fn fetch_model(
             Err(e) => {
                 tracing::error!(model = %model.name, reason = e.reason(), error = %e, "model not fetched");
                 eprintln!("failed {}: {e}", model.name);
-                return fetch_failed(&model.name, &e);
+                return Err(e);
             }
         }
     }
     eprintln!("ready {}", model.name);
-    ModelOutcome {
+    Ok(ModelOutcome {
         name: model.name.clone(),
         phase: OutcomePhase::Ready,
         reason: None,
         message: None,
         downloaded,
-    }
-}
-
-fn fetch_failed(name: &str, e: &FetchError) -> ModelOutcome {
-    failed(name, e.reason(), e.to_string())
+    })
 }
 
 fn failed(name: &str, reason: &str, message: String) -> ModelOutcome {

@@ -323,7 +323,7 @@ async fn download(
         } else {
             FetchError::Network {
                 url: url.clone(),
-                reason: error_chain(&e),
+                reason: voicechat_common::error_text::with_causes(&e),
             }
         }
     };
@@ -432,17 +432,4 @@ async fn copy_local(source: &Path, partial: &Path) -> Result<(), FetchError> {
         }),
         Err(e) => Err(FetchError::io(source, e)),
     }
-}
-
-/// An error with its causes: reqwest's own message says only "error
-/// sending request".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
