@@ -56,13 +56,17 @@ pub struct VoiceChatStackSpec {
     pub paused: bool,
 }
 
-/// One model: from the catalog (`name`), or any file (`url`, `sha256`,
-/// and `path`, which says its kind and where the pods see it).
+/// One model: from the catalog (`name`), any file (`url`, `sha256`, and
+/// `path`, which says its kind and where the pods see it), or a file in an
+/// OCI image or artifact (`image`, pinned by digest, `file` and `path`).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.name) != has(self.url)").message("a model has either name (a catalog model) or url, not both"))]
+#[x_kube(validation = Rule::new("[has(self.name), has(self.url), has(self.image)].filter(x, x).size() == 1").message("a model has one of name (a catalog model), url or image"))]
 #[x_kube(validation = Rule::new("!has(self.url) || (has(self.sha256) && has(self.path))").message("a model given by url needs sha256 and path"))]
-#[x_kube(validation = Rule::new("has(self.url) || (!has(self.sha256) && !has(self.path))").message("sha256 and path go with url; a catalog model has its own"))]
+#[x_kube(validation = Rule::new("!has(self.image) || has(self.path)").message("a model given by image needs path"))]
+#[x_kube(validation = Rule::new("has(self.url) || !has(self.sha256)").message("sha256 goes with url; a catalog model has its own, an image its digest"))]
+#[x_kube(validation = Rule::new("has(self.url) || has(self.image) || !has(self.path)").message("path goes with url or image; a catalog model has its own"))]
+#[x_kube(validation = Rule::new("has(self.image) || (!has(self.file) && !has(self.pullSecret) && !has(self.plainHttp))").message("file, pullSecret and plainHttp go with image"))]
 pub struct ModelSource {
     /// A catalog name, e.g. `piper/en_US-joe-medium`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +80,32 @@ pub struct ModelSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub sha256: Option<String>,
+    /// An OCI image or artifact holding the file, pinned by digest:
+    /// `<registry>/<repository>@sha256:<64 hex digits>`. The loader pulls
+    /// it from the registry itself (any runtime, no image volume needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$"),
+        length(max = 512)
+    )]
+    pub image: Option<String>,
+    /// The file in the image: an artifact layer's title (`oras push`), or
+    /// its path in the image's filesystem (`/models/ggml-small.bin`).
+    /// Default: the file name of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/?[^\s]+$"), length(max = 1024))]
+    pub file: Option<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the stack's namespace
+    /// with the registry's credentials (mounted in the loader Job only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub pull_secret: Option<String>,
+    /// The registry speaks plain HTTP (an in-cluster or lab registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http: Option<bool>,
     /// `piper/<file>`, `whisper/<file>` or `llm/<file>.gguf`: the kind, and
     /// the file's name under the pods' `/models`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

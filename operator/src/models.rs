@@ -4,7 +4,9 @@
 //! names the loader Job, so a changed list runs a new one.
 
 use sha2::{Digest as _, Sha256};
-use voicechat_common::models::{ModelKind, PlannedFile, PlannedModel, catalog};
+use voicechat_common::models::{
+    ModelKind, PlannedFile, PlannedModel, catalog, pull_secret_auth_file,
+};
 use voicechat_common::stt_profile::SttProfile;
 
 use crate::build::BuildError;
@@ -83,19 +85,35 @@ pub fn resolve(
     let invalid = |e: &dyn std::fmt::Display| BuildError::InvalidModel(e.to_string());
     let mut models = Vec::new();
     for (i, source) in stack.spec.models.iter().enumerate() {
-        let planned = match (&source.name, &source.url, &source.sha256, &source.path) {
-            (Some(name), None, None, None) => catalog()
+        let at = |e: &dyn std::fmt::Display| invalid(&format!("models[{i}]: {e}"));
+        let image_only =
+            source.file.is_some() || source.pull_secret.is_some() || source.plain_http.is_some();
+        let planned = match (
+            &source.name,
+            &source.url,
+            &source.image,
+            &source.sha256,
+            &source.path,
+        ) {
+            (Some(name), None, None, None, None) if !image_only => catalog()
                 .get(name)
                 .and_then(|m| m.plan(mirror))
-                .map_err(|e| invalid(&format!("models[{i}]: {e}")))?,
-            (None, Some(url), Some(sha256), Some(path)) => {
-                PlannedModel::from_url(url, sha256, path)
-                    .map_err(|e| invalid(&format!("models[{i}]: {e}")))?
+                .map_err(|e| at(&e))?,
+            (None, Some(url), None, Some(sha256), Some(path)) if !image_only => {
+                PlannedModel::from_url(url, sha256, path).map_err(|e| at(&e))?
             }
+            (None, None, Some(image), None, Some(path)) => PlannedModel::from_image(
+                image,
+                source.file.as_deref(),
+                path,
+                source.plain_http.unwrap_or(false),
+                source.pull_secret.as_deref().map(pull_secret_auth_file),
+            )
+            .map_err(|e| at(&e))?,
             _ => {
-                return Err(invalid(&format!(
-                    "models[{i}]: give name, or url with sha256 and path"
-                )));
+                return Err(at(
+                    &"give name, url with sha256 and path, or image with path",
+                ));
             }
         };
         let voice_kind = planned.kind != ModelKind::Llm;
@@ -233,6 +251,64 @@ mod tests {
     }
 
     #[test]
+    fn an_image_model_is_pulled_by_the_loader_with_its_pull_secret_and_the_voice_never_mounts_it() {
+        let mut stack = fixtures::stack();
+        let image = format!("reg.example:5000/m/whisper@sha256:{}", "c".repeat(64));
+        stack.spec.models = vec![ModelSource {
+            image: Some(image.clone()),
+            file: Some("/models/ggml-x.bin".into()),
+            pull_secret: Some("regcred".into()),
+            plain_http: Some(true),
+            path: Some("whisper/ggml-x.bin".into()),
+            ..Default::default()
+        }];
+        let plan = resolve_cpu(&stack).unwrap();
+        let file = plan.of_kind(ModelKind::Whisper).next().unwrap().files[0].clone();
+        let oci = file.oci.clone().unwrap();
+        assert_eq!(oci.image, image);
+        assert_eq!(oci.file, "/models/ggml-x.bin");
+        assert!(oci.plain_http);
+        let auth_file = oci.auth_file.unwrap();
+        assert!(auth_file.ends_with("/regcred/config.json"), "{auth_file}");
+        assert_eq!(plan.whisper_file_name(), Some("ggml-x.bin"));
+
+        let settings = OperatorSettings::default();
+        let job = crate::build::workloads::loader_job(&stack, &settings, &plan);
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.secret.is_some())
+            .expect("the pull secret's volume");
+        let secret = volume.secret.unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("regcred"));
+        assert_eq!(secret.items.unwrap()[0].key, ".dockerconfigjson");
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == volume.name)
+            .expect("the loader mounts the pull secret");
+        assert_eq!(format!("{}/config.json", mount.mount_path), auth_file);
+        assert_eq!(mount.read_only, Some(true));
+        let voice_mounts: Vec<_> = plan.voice_files().map(|f| f.path.clone()).collect();
+        assert_eq!(
+            voice_mounts,
+            [
+                "whisper/ggml-x.bin",
+                "piper/en_US-joe-medium.onnx",
+                "piper/en_US-joe-medium.onnx.json"
+            ]
+        );
+
+        stack.spec.models[0].pull_secret = None;
+        let anonymous = resolve_cpu(&stack).unwrap();
+        assert_ne!(anonymous.hash, plan.hash, "another source, another Job");
+    }
+
+    #[test]
     fn a_listed_kind_replaces_its_default_and_the_mirror_applies_to_the_catalog() {
         let mut stack = fixtures::stack();
         stack.spec.models = vec![
@@ -354,7 +430,24 @@ mod tests {
                     url: Some("https://h/x".into()),
                     ..Default::default()
                 },
-                "give name, or url with sha256 and path",
+                "give name, url with sha256 and path, or image with path",
+            ),
+            (
+                ModelSource {
+                    image: Some(format!("reg.example/m@sha256:{}", "a".repeat(64))),
+                    file: Some("../etc/passwd".into()),
+                    path: Some("whisper/x.bin".into()),
+                    ..Default::default()
+                },
+                "must be a path in the image",
+            ),
+            (
+                ModelSource {
+                    name: Some("piper/en_US-joe-medium".into()),
+                    pull_secret: Some("regcred".into()),
+                    ..Default::default()
+                },
+                "or image with path",
             ),
             (
                 ModelSource {

@@ -78,7 +78,7 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
             "spec.chat.history.ttlSeconds",
         ),
         // Models: an unknown catalog name, a URL that is not http(s), a
-        // malformed sha256, a URL without its digest, both forms at once.
+        // malformed sha256, a URL without its digest, two forms at once.
         (
             "{models: [{name: piper/en_US-nobody-medium}]}",
             "spec.models[0].name: Unsupported value: \"piper/en_US-nobody-medium\"",
@@ -97,7 +97,28 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
         ),
         (
             "{models: [{name: whisper/tiny.en, url: 'https://h/x.bin', sha256: '{sha}', path: whisper/x.bin}]}",
-            "a model has either name (a catalog model) or url, not both",
+            "a model has one of name (a catalog model), url or image",
+        ),
+        // Images: pinned by digest, with a path; image fields only with one.
+        (
+            "{models: [{image: 'reg.example/m/whisper:latest', path: whisper/x.bin}]}",
+            "spec.models[0].image",
+        ),
+        (
+            "{models: [{image: 'reg.example/m/whisper@sha256:{sha}'}]}",
+            "a model given by image needs path",
+        ),
+        (
+            "{models: [{image: 'reg.example/m/whisper@sha256:{sha}', sha256: '{sha}', path: whisper/x.bin}]}",
+            "sha256 goes with url",
+        ),
+        (
+            "{models: [{url: 'https://h/x.bin', sha256: '{sha}', path: whisper/x.bin, pullSecret: regcred}]}",
+            "file, pullSecret and plainHttp go with image",
+        ),
+        (
+            "{models: [{image: 'reg.example/m/w@sha256:{sha}', path: whisper/x.bin, pullSecret: Not_A_Name}]}",
+            "spec.models[0].pullSecret",
         ),
         (
             "{models: [{url: 'https://h/x.bin', sha256: '{sha}', path: '../x.bin'}]}",

@@ -1,10 +1,12 @@
 //! Integration-test harness shared by the services: a real `redis-server`
-//! on a free port, a slow-loris client, and the rule for tests whose real part is missing.
+//! on a free port, a real OCI registry, a slow-loris client, and the rule for tests whose real part is missing.
 
 pub mod child;
+pub mod oci_registry;
 pub mod redis_server;
 pub mod slow_client;
 
+pub use oci_registry::OciRegistry;
 pub use redis_server::{RedisServer, free_port};
 
 /// Whether a test needing the part `dep` (described by `what`) can run.

@@ -157,6 +157,7 @@ fn file(addr: SocketAddr, url_path: &str, digest: Digest) -> PlannedFile {
         size: Some(BODY_LEN as u64),
         digest,
         unpack: None,
+        oci: None,
     }
 }
 
@@ -335,6 +336,7 @@ async fn an_archive_is_unpacked_whole_under_its_path() {
         size: Some(server.zip.len() as u64),
         digest: sha256(&server.zip),
         unpack: Some(Unpack::Zip),
+        oci: None,
     };
     fetch_file(&client(), &planned, &options(&dir))
         .await

@@ -130,6 +130,7 @@ impl CatalogModel {
                     size: Some(f.size),
                     digest: f.digest.clone(),
                     unpack: f.unpack,
+                    oci: None,
                 })
             })
             .collect::<Result<_, CatalogError>>()?;

@@ -6,6 +6,7 @@
 
 mod catalog;
 mod digest;
+mod image_ref;
 mod plan;
 mod report;
 
@@ -13,5 +14,9 @@ pub use catalog::{
     Catalog, CatalogError, CatalogModel, ModelFile, ModelKind, SttProfileLabel, catalog,
 };
 pub use digest::{Digest, DigestAlgorithm, DigestError, Hasher};
-pub use plan::{PlanError, PlannedFile, PlannedModel, Unpack, mirrored_url, valid_cache_path};
+pub use image_ref::{ImageRef, ImageRefError};
+pub use plan::{
+    OciSource, PlanError, PlannedFile, PlannedModel, Unpack, mirrored_url, pull_secret_auth_file,
+    valid_cache_path,
+};
 pub use report::{LoaderReport, ModelOutcome, OutcomePhase, PERMANENT_FAILURE_EXIT};

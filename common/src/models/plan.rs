@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::ModelKind;
 use super::digest::{Digest, DigestError};
+use super::image_ref::{ImageRef, ImageRefError};
 
 /// How a download becomes its cache path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,36 @@ pub struct PlannedFile {
     pub digest: Digest,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpack: Option<Unpack>,
+    /// Set for a file taken from an OCI image; then `url` is
+    /// `oci://<image>` (for status and logs) and `digest` the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
+}
+
+/// Where the loader Job mounts a model's pull secret (its
+/// `.dockerconfigjson` as `config.json`).
+pub fn pull_secret_auth_file(secret: &str) -> String {
+    format!("/var/run/secrets/voicechat.dev/pull/{secret}/config.json")
+}
+
+/// A file in an OCI image or artifact, which the loader pulls from the
+/// registry itself (the distribution API), so any container runtime and
+/// any Kubernetes version will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSource {
+    /// `<registry>/<repository>@sha256:<hex>`.
+    pub image: String,
+    /// The file: an artifact layer's title (`oras push`), or a path in the
+    /// image's filesystem (`COPY ggml-small.bin /models/` in a Dockerfile).
+    pub file: String,
+    /// The registry speaks plain HTTP (an in-cluster or lab registry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plain_http: bool,
+    /// A Docker config JSON with the registry's credentials (a mounted
+    /// `kubernetes.io/dockerconfigjson` Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_file: Option<String>,
 }
 
 impl PlannedFile {
@@ -66,6 +97,10 @@ pub enum PlanError {
     BadUrl { url: String, reason: String },
     #[error(transparent)]
     Digest(#[from] DigestError),
+    #[error(transparent)]
+    Image(#[from] ImageRefError),
+    #[error("file {0:?} must be a path in the image (no '..', no empty components)")]
+    BadImageFile(String),
 }
 
 impl PlannedModel {
@@ -91,6 +126,55 @@ impl PlannedModel {
                 size: None,
                 digest: Digest::sha256(sha256)?,
                 unpack: None,
+                oci: None,
+            }],
+        })
+    }
+
+    /// A model from an OCI image: `file` in `image` (pinned by digest),
+    /// stored at `path`. The image digest keys the cache; each layer the
+    /// loader pulls is checked against the digest its manifest gives.
+    pub fn from_image(
+        image: &str,
+        file: Option<&str>,
+        path: &str,
+        plain_http: bool,
+        auth_file: Option<String>,
+    ) -> Result<Self, PlanError> {
+        let kind = ModelKind::of_path(path)
+            .filter(|_| valid_cache_path(path))
+            .ok_or_else(|| PlanError::BadPath(path.to_owned()))?;
+        let reference: ImageRef = image.parse()?;
+        let file = file
+            .unwrap_or_else(|| path.rsplit('/').next().unwrap_or(path))
+            .to_owned();
+        let plain = file.trim_start_matches('/');
+        if plain.is_empty()
+            || file.len() > 1024
+            || plain
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(PlanError::BadImageFile(file));
+        }
+        let ollama_name = (kind == ModelKind::Llm).then(|| ollama_name_of(path));
+        Ok(Self {
+            name: path.to_owned(),
+            kind,
+            ollama_name,
+            ollama_parameters: BTreeMap::new(),
+            files: vec![PlannedFile {
+                path: path.to_owned(),
+                url: format!("oci://{reference}"),
+                size: None,
+                digest: reference.digest.clone(),
+                unpack: None,
+                oci: Some(OciSource {
+                    image: reference.to_string(),
+                    file,
+                    plain_http,
+                    auth_file,
+                }),
             }],
         })
     }
@@ -216,6 +300,41 @@ mod tests {
         );
         assert_ne!(a.files[0].cache_path(), b.files[0].cache_path());
         assert!(valid_cache_path(&a.files[0].cache_path()));
+    }
+
+    #[test]
+    fn an_image_model_is_keyed_by_the_image_digest_and_names_its_file() {
+        let d = "c".repeat(64);
+        let image = format!("reg.local:5000/m/whisper@sha256:{d}");
+        let model =
+            PlannedModel::from_image(&image, None, "whisper/ggml-tiny.bin", true, None).unwrap();
+        let file = &model.files[0];
+        assert_eq!(
+            file.cache_path(),
+            "whisper/sha256-cccccccccccccccc/ggml-tiny.bin"
+        );
+        assert_eq!(file.url, format!("oci://{image}"));
+        let oci = file.oci.as_ref().unwrap();
+        assert_eq!((oci.file.as_str(), oci.plain_http), ("ggml-tiny.bin", true));
+        let json = serde_json::to_string(file).unwrap();
+        assert_eq!(serde_json::from_str::<PlannedFile>(&json).unwrap(), *file);
+        let in_fs =
+            PlannedModel::from_image(&image, Some("/models/x.bin"), "whisper/x.bin", false, None)
+                .unwrap();
+        assert_eq!(in_fs.files[0].oci.as_ref().unwrap().file, "/models/x.bin");
+        for bad in ["/models/../etc/passwd", "/", "a//b"] {
+            assert!(
+                matches!(
+                    PlannedModel::from_image(&image, Some(bad), "whisper/x.bin", false, None),
+                    Err(PlanError::BadImageFile(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            PlannedModel::from_image("reg.local/m:latest", None, "whisper/x.bin", false, None),
+            Err(PlanError::Image(_))
+        ));
     }
 
     #[test]

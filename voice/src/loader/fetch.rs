@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use reqwest::header::HeaderValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use voicechat_common::models::{Digest, PlannedFile};
 
-use super::unpack;
+use super::{oci, unpack};
 
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
@@ -80,6 +81,25 @@ pub enum FetchError {
     },
     #[error("{path}: cannot unpack: {reason}")]
     Unpack { path: String, reason: String },
+    #[error("{image}: the registry refused the credentials: {reason}")]
+    Unauthorized { image: String, reason: String },
+    #[error("{image}: no file {file:?} in the image{}", found_text(found))]
+    NotInImage {
+        image: String,
+        file: String,
+        /// The artifact's file titles, when it has some.
+        found: Vec<String>,
+    },
+    #[error("{image}: {reason}")]
+    BadManifest { image: String, reason: String },
+}
+
+fn found_text(found: &[String]) -> String {
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(" (its files: {})", found.join(", "))
+    }
 }
 
 impl FetchError {
@@ -95,6 +115,9 @@ impl FetchError {
             Self::NoSpace { .. } => "NoSpace",
             Self::Io { .. } => "IoError",
             Self::Unpack { .. } => "UnpackFailed",
+            Self::Unauthorized { .. } => "Unauthorized",
+            Self::NotInImage { .. } => "NotInImage",
+            Self::BadManifest { .. } => "BadManifest",
         }
     }
 
@@ -104,7 +127,10 @@ impl FetchError {
             Self::NotFound { .. }
             | Self::DigestMismatch { .. }
             | Self::SizeMismatch { .. }
-            | Self::Unpack { .. } => true,
+            | Self::Unpack { .. }
+            | Self::Unauthorized { .. }
+            | Self::NotInImage { .. }
+            | Self::BadManifest { .. } => true,
             Self::Http { status, .. } => (400..500).contains(status) && *status != 429,
             Self::Timeout { .. }
             | Self::Network { .. }
@@ -113,7 +139,7 @@ impl FetchError {
         }
     }
 
-    fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(super) fn io(path: &Path, source: std::io::Error) -> Self {
         // ENOSPC: the volume is full.
         if source.raw_os_error() == Some(28) || source.kind() == ErrorKind::StorageFull {
             return Self::NoSpace {
@@ -160,10 +186,36 @@ pub async fn fetch_file(
     if is_present(file, &target).await? {
         return Ok(Fetched::AlreadyPresent);
     }
+    if let Some(source) = &file.oci {
+        return oci::fetch_into_place(client, file, source, options, &target, &partial_dir, &stem)
+            .await;
+    }
+    let (bytes, resumed_from) = download_verified(client, file, &partial, options, None).await?;
+    match file.unpack {
+        Some(kind) => unpack::into_place(kind, file, &partial, &target, &partial_dir).await?,
+        None => rename_into_place(&partial, &target).await?,
+    }
+    tracing::info!(path = %file.path, bytes, resumed_from, "downloaded and verified");
+    Ok(Fetched::Downloaded {
+        bytes,
+        resumed_from,
+    })
+}
+
+/// Downloads `file` into `partial` (trying again with backoff while the
+/// error may pass, resuming what the last try left) and checks its size
+/// and digest. Returns the bytes and those that came from an earlier try.
+pub(super) async fn download_verified(
+    client: &reqwest::Client,
+    file: &PlannedFile,
+    partial: &Path,
+    options: &FetchOptions,
+    authorization: Option<&HeaderValue>,
+) -> Result<(u64, u64), FetchError> {
     let mut wait = options.backoff;
     let mut attempt = 1;
     let resumed_from = loop {
-        match download(client, file, &partial, options).await {
+        match download(client, file, partial, options, authorization).await {
             Ok(resumed_from) => break resumed_from,
             Err(e) if e.is_permanent() || attempt >= options.attempts => return Err(e),
             Err(e) => {
@@ -174,25 +226,20 @@ pub async fn fetch_file(
             }
         }
     };
-    let bytes = verify(file, &partial).await?;
-    match file.unpack {
-        Some(kind) => unpack::into_place(kind, file, &partial, &target, &partial_dir).await?,
-        None => {
-            if let Some(parent) = target.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|e| FetchError::io(parent, e))?;
-            }
-            tokio::fs::rename(&partial, &target)
-                .await
-                .map_err(|e| FetchError::io(&target, e))?;
-        }
+    let bytes = verify(file, partial).await?;
+    Ok((bytes, resumed_from))
+}
+
+/// `partial` under its final name (one rename: never a half file there).
+pub(super) async fn rename_into_place(partial: &Path, target: &Path) -> Result<(), FetchError> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| FetchError::io(parent, e))?;
     }
-    tracing::info!(path = %file.path, bytes, resumed_from, "downloaded and verified");
-    Ok(Fetched::Downloaded {
-        bytes,
-        resumed_from,
-    })
+    tokio::fs::rename(partial, target)
+        .await
+        .map_err(|e| FetchError::io(target, e))
 }
 
 /// An exclusive lock (flock) on `path`, held while the file lives.
@@ -224,6 +271,9 @@ async fn is_present(file: &PlannedFile, target: &Path) -> Result<bool, FetchErro
     if file.unpack.is_some() {
         return Ok(unpack::unpacked_from(target).await.as_ref() == Some(&file.digest));
     }
+    if file.oci.is_some() {
+        return oci::cached(target).await;
+    }
     let Ok(meta) = tokio::fs::metadata(target).await else {
         return Ok(false);
     };
@@ -242,7 +292,7 @@ async fn is_present(file: &PlannedFile, target: &Path) -> Result<bool, FetchErro
     Ok(false)
 }
 
-async fn digest_of(path: &Path, like: &Digest) -> Result<Digest, FetchError> {
+pub(super) async fn digest_of(path: &Path, like: &Digest) -> Result<Digest, FetchError> {
     let mut hasher = like.hasher();
     let mut reader = tokio::fs::File::open(path)
         .await
@@ -298,6 +348,7 @@ async fn download(
     file: &PlannedFile,
     partial: &Path,
     options: &FetchOptions,
+    authorization: Option<&HeaderValue>,
 ) -> Result<u64, FetchError> {
     if let Some(source) = file.url.strip_prefix("file://") {
         return copy_local(Path::new(source), partial).await.map(|()| 0);
@@ -310,6 +361,9 @@ async fn download(
         have = 0;
     }
     let mut request = client.get(&file.url);
+    if let Some(value) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+    }
     if have > 0 {
         request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }

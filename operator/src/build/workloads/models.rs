@@ -3,19 +3,20 @@
 //! cache), and per stack a Job that runs the voice image's `models fetch`
 //! into it. Pods mount each of their files by subPath at `/models/<path>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Container, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use voicechat_common::models::{PERMANENT_FAILURE_EXIT, PlannedFile};
+use voicechat_common::models::{PERMANENT_FAILURE_EXIT, PlannedFile, pull_secret_auth_file};
 
 use super::{SERVICE_USER, default_resources, env, pod_spec};
 use crate::build::meta::{MANAGED_BY, MANAGED_BY_LABEL, Part, child_meta, labels, name};
@@ -80,6 +81,7 @@ pub fn loader_job(stack: &VoiceChatStack, settings: &OperatorSettings, plan: &St
         .get_or_insert_with(BTreeMap::new)
         .insert(PLAN_LABEL.into(), plan.hash.clone());
     let plan_json = serde_json::to_string(&plan.models).unwrap_or_default();
+    let pull_secrets = pull_secret_volumes(stack);
     let container = Container {
         name: LOADER_CONTAINER.into(),
         image: Some(settings.voice_image.clone()),
@@ -94,17 +96,28 @@ pub fn loader_job(stack: &VoiceChatStack, settings: &OperatorSettings, plan: &St
             env("MODELS_RESULT_FILE", "/dev/termination-log".into()),
             env("LOG_FORMAT", "text".into()),
         ]),
-        volume_mounts: Some(vec![VolumeMount {
-            name: CACHE_VOLUME.into(),
-            mount_path: "/cache".into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: CACHE_VOLUME.into(),
+                mount_path: "/cache".into(),
+                ..Default::default()
+            })
+            .chain(
+                pull_secrets
+                    .iter()
+                    .map(|(volume, mount)| mount_of(volume, mount)),
+            )
+            .collect(),
+        ),
         resources: Some(default_resources("100m", "128Mi", "512Mi")),
         security_context: Some(container_security()),
         termination_message_policy: Some("File".into()),
         ..Default::default()
     };
-    let mut pod = pod_spec(stack, container, vec![cache_volume(false)], SERVICE_USER);
+    let volumes = std::iter::once(cache_volume(false))
+        .chain(pull_secrets.into_iter().map(|(volume, _)| volume))
+        .collect();
+    let mut pod = pod_spec(stack, container, volumes, SERVICE_USER);
     pod.restart_policy = Some("Never".into());
     Job {
         metadata,
@@ -132,6 +145,55 @@ pub fn loader_job(stack: &VoiceChatStack, settings: &OperatorSettings, plan: &St
             },
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The pull secrets of the stack's image models, each a volume with its
+/// `.dockerconfigjson` as `config.json`, and the folder the loader reads
+/// it from (the plan's `authFile`). Only the loader mounts them: the voice
+/// and Ollama pods never see registry credentials.
+fn pull_secret_volumes(stack: &VoiceChatStack) -> Vec<(Volume, String)> {
+    let names: BTreeSet<&str> = stack
+        .spec
+        .models
+        .iter()
+        .filter(|m| m.image.is_some())
+        .filter_map(|m| m.pull_secret.as_deref())
+        .collect();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let volume = Volume {
+                name: format!("pull-secret-{i}"),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(name.to_owned()),
+                    items: Some(vec![KeyToPath {
+                        key: ".dockerconfigjson".into(),
+                        path: "config.json".into(),
+                        mode: None,
+                    }]),
+                    default_mode: Some(0o440),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            };
+            let auth_file = pull_secret_auth_file(name);
+            let folder = auth_file
+                .strip_suffix("/config.json")
+                .unwrap_or(&auth_file)
+                .to_owned();
+            (volume, folder)
+        })
+        .collect()
+}
+
+fn mount_of(volume: &Volume, folder: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.name.clone(),
+        mount_path: folder.to_owned(),
+        read_only: Some(true),
         ..Default::default()
     }
 }
