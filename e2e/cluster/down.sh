@@ -14,6 +14,7 @@ started=$(date +%s)
 # The kubelet first, so that it restarts nothing; then every pod sandbox
 # through the CRI (containerd runs CNI DEL: veths and addresses released).
 stop mirror
+stop registry
 stop kubelet
 if [ -S "$CONTAINERD_SOCK" ] && running containerd; then
   crictl --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 20s rmp --all --force >/dev/null 2>&1 &&

@@ -31,9 +31,11 @@ cd "$here/../.."
 
 print_env() {
   echo "export VOICECHAT_MODEL_MIRROR='http://$NODE_IP:$MIRROR_PORT'"
+  echo "export VOICECHAT_MODEL_REGISTRY='$NODE_IP:$REGISTRY_PORT'"
+  echo "export VCS_REGISTRY_DOCKER_CONFIG='$REGISTRY_DIR/docker'"
   echo "export KUBECONFIG='$KUBECONFIG_FILE'"
   echo "export VCS_AUDIT_LOG='$RUN/audit.log'"
-  echo "export PATH='$KUBE_BIN:$(dirname "$HELM_BIN"):$TOOLS_BIN:'\"\$PATH\""
+  echo "export PATH='$KUBE_BIN:$(dirname "$HELM_BIN"):$TOOLS_BIN:$VOICECHAT_OCI_TOOLS:'\"\$PATH\""
 }
 
 # The models mirror (e2e/cluster/mirror.py) on the node IP, which pods
@@ -55,6 +57,38 @@ start_mirror() {
   fi
   WAIT_LOG=mirror wait_for "the models mirror" 20 curl -sf "http://$NODE_IP:$MIRROR_PORT/_mirror/requests"
   log "models mirror on http://$NODE_IP:$MIRROR_PORT"
+}
+
+# An OCI registry (CNCF distribution, plain HTTP, htpasswd) on the node IP,
+# empty: the tests push model images to it with oras and crane, whose
+# Docker config ($REGISTRY_DIR/docker) holds its credentials; pods pull
+# from it with a pull secret of the same credentials.
+REGISTRY_PORT="${VCS_REGISTRY_PORT:-5000}"
+REGISTRY_DIR="$CLUSTER_DIR/registry"
+start_registry() {
+  local user=voicechat password
+  if [ ! -f "$REGISTRY_DIR/docker/config.json" ]; then
+    mkdir -p "$REGISTRY_DIR/storage" "$REGISTRY_DIR/docker"
+    password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    # bcrypt, the one scheme the registry's htpasswd accepts (libxcrypt's).
+    python3 -W ignore -c 'import crypt, sys; print(sys.argv[1] + ":" + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))' \
+      "$user" "$password" >"$REGISTRY_DIR/htpasswd"
+    cat >"$REGISTRY_DIR/config.yml" <<EOF
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $REGISTRY_DIR/storage}}
+http: {addr: "$NODE_IP:$REGISTRY_PORT"}
+auth: {htpasswd: {realm: voicechat-e2e, path: $REGISTRY_DIR/htpasswd}}
+EOF
+    printf '{"auths":{"%s":{"username":"%s","password":"%s"}}}\n' "$NODE_IP:$REGISTRY_PORT" "$user" "$password" \
+      >"$REGISTRY_DIR/docker/config.json"
+    chmod 600 "$REGISTRY_DIR/docker/config.json" "$REGISTRY_DIR/htpasswd"
+  fi
+  if ! running registry; then
+    start registry "$VOICECHAT_OCI_TOOLS/registry" serve "$REGISTRY_DIR/config.yml"
+  fi
+  WAIT_LOG=registry wait_for "the OCI registry" 20 curl -s -o /dev/null "http://$NODE_IP:$REGISTRY_PORT/v2/"
+  log "OCI registry on $NODE_IP:$REGISTRY_PORT"
 }
 
 healthy() {
@@ -94,12 +128,14 @@ log "Kubernetes binaries and helm (e2e/build-k8s.sh)"
 k8s_env="$(./e2e/build-k8s.sh)"
 eval "$k8s_env"
 "$here/build-tools.sh"
+eval "$(./e2e/build-oci-tools.sh)"
 log "images (e2e/cluster/images.sh)"
 "$here/images.sh"
 
 if healthy; then
   "$here/addons.sh"
   start_mirror
+  start_registry
   log "cluster already up"
   print_env
   exit 0
@@ -304,5 +340,6 @@ mkdir -p "$CLUSTER_DIR/volumes"
 "$here/addons.sh"
 WAIT_LOG=kubelet wait_for "CoreDNS Ready" 120 kc -n kube-system wait --for=condition=Available deploy/coredns --timeout=2s
 start_mirror
+start_registry
 log "cluster up"
 print_env

@@ -4,10 +4,13 @@ faults while clients run. The tests run in this order and share the stack."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
 import socket
+import subprocess
+import tarfile
 import threading
 import time
 import urllib.request
@@ -241,6 +244,100 @@ def test_a_loader_killed_mid_download_leaves_no_file_under_the_final_name_and_th
     finally:
         mirror_control("slow?bytes_per_second=0")
         kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def registry() -> str:
+    value = os.environ.get("VOICECHAT_MODEL_REGISTRY")
+    if not value:
+        pytest.skip("no OCI registry for the cluster (VOICECHAT_MODEL_REGISTRY, which e2e/cluster/up.sh prints)")
+    return value
+
+
+def registry_credentials() -> tuple[str, str]:
+    config = json.loads((pathlib.Path(os.environ["VCS_REGISTRY_DOCKER_CONFIG"]) / "config.json").read_text())
+    entry = config["auths"][registry()]
+    return entry["username"], entry["password"]
+
+
+def oci_client(*args: str, cwd: pathlib.Path) -> str:
+    """crane with the registry's credentials (a client nobody here wrote)."""
+    env = dict(os.environ, DOCKER_CONFIG=os.environ["VCS_REGISTRY_DOCKER_CONFIG"])
+    done = subprocess.run(["crane", *args, "--insecure"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"crane {args}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
+
+
+def push_whisper_image(tmp: pathlib.Path) -> tuple[str, bytes]:
+    """This machine's tiny Whisper model in an image of one filesystem layer
+    (`/models/<file>`), as `COPY` in a Dockerfile makes it; its pinned reference."""
+    name = os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
+    folder = os.environ.get("VCS_WHISPER_FILES") or os.path.join(os.environ["VCS_MODELS_NODE_PATH"], "whisper")
+    data = (pathlib.Path(folder) / name).read_bytes()
+    layer = tmp / "layer.tar.gz"
+    with tarfile.open(layer, "w:gz") as tar:
+        info = tarfile.TarInfo(f"models/{name}")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    tag = f"{registry()}/voicechat/whisper-image:tiny"
+    oci_client("append", "-f", str(layer), "-t", tag, cwd=tmp)
+    digest = oci_client("digest", tag, cwd=tmp)
+    return f"{registry()}/voicechat/whisper-image@{digest}", data
+
+
+def pull_secret(name: str, password: str) -> None:
+    user, _ = registry_credentials()
+    kubectl("-n", STACK_NAMESPACE, "delete", "secret", name, "--ignore-not-found")
+    kubectl("-n", STACK_NAMESPACE, "create", "secret", "docker-registry", name,
+            f"--docker-server={registry()}", f"--docker-username={user}", f"--docker-password={password}")
+
+
+def test_a_whisper_model_from_an_oci_image_behind_a_pull_secret_loads_and_the_voice_is_ready(stack, tmp_path):
+    name = "e2e-oci"
+    image, data = push_whisper_image(tmp_path)
+    pull_secret("e2e-regcred", registry_credentials()[1])
+    file = "/models/" + os.environ.get("VCS_WHISPER_MODEL", "ggml-tiny.en-q8_0.bin")
+    apply_stack(name, {"models": [{"image": image, "file": file, "path": "whisper/ggml-from-image.bin",
+                                   "pullSecret": "e2e-regcred", "plainHttp": True}],
+                       "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
+    try:
+        found = wait_until("the model from the image", 240, lambda: models_phase(name, "Ready"), every=2)
+        assert found["status"]["models"][0]["name"] == "whisper/ggml-from-image.bin", found["status"]["models"]
+
+        def voice_ready():
+            stack_now = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", name)
+            c = condition(stack_now, "VoiceReady")
+            return stack_now if c and c["status"] == "True" else None
+
+        # Ready only once whisper.cpp loaded the file the loader pulled.
+        wait_until("the voice that loads the model from the image", 240, voice_ready, every=2)
+        voice = pods(STACK_NAMESPACE, part_selector("voice", name))[0]
+        assert not [v for v in voice["spec"].get("volumes", []) if "secret" in v and
+                    v["secret"].get("secretName") == "e2e-regcred"], "the voice pod mounts the pull secret"
+        if os.environ.get("VCS_NODE_IS_HOST") == "1":
+            digest_dir = "sha256-" + image.split("@sha256:")[1][:16]
+            cached = cache_folder() / "whisper" / digest_dir / "ggml-from-image.bin"
+            assert cached.read_bytes() == data, f"{cached} is not the file pushed in the image"
+    finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def test_a_pull_secret_with_a_wrong_password_fails_the_model_as_unauthorized(stack, tmp_path):
+    name = "e2e-oci-refused"
+    image, _ = push_whisper_image(tmp_path)
+    pull_secret("e2e-regcred-wrong", "not-the-password")
+    apply_stack(name, {"models": [{"image": image, "file": "/models/x.bin", "path": "whisper/ggml-refused.bin",
+                                   "pullSecret": "e2e-regcred-wrong", "plainHttp": True}],
+                       "chat": {"replicas": 0}, "voice": {"engines": {"tts": ["espeak-ng"]}}})
+    try:
+        found = wait_until("the refused pull to fail", 240, lambda: models_phase(name, "Failed"), every=2)
+        model = found["status"]["models"][0]
+        assert model["reason"] == "Unauthorized", model
+        assert "not-the-password" not in json.dumps(found), "the password is in the status"
+        assert condition(found, "Ready")["status"] == "False"
+        assert not pods(STACK_NAMESPACE, part_selector("voice", name)), "no voice pod without its models"
+    finally:
+        kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+        kubectl("-n", STACK_NAMESPACE, "delete", "secret", "e2e-regcred-wrong", "--ignore-not-found", check=False)
 
 
 # ---- traffic through the Services ------------------------------------------------
@@ -555,7 +652,8 @@ spec:
 
 def test_no_log_holds_a_secret_or_a_token_and_no_request_was_forbidden(stack, jwt_secret, token):
     """Over everything the tests did: the pods' logs (chat, voice, Redis,
-    Ollama, the operator) never show the JWT secret or a token, and the
+    Ollama, the loaders, the operator) never show the JWT secret, a token or
+    the registry's password, and the
     operator was never refused by the API server (its RBAC is enough)."""
     logs = {}
     for ns in (STACK_NAMESPACE, OPERATOR_NAMESPACE):
@@ -565,8 +663,10 @@ def test_no_log_holds_a_secret_or_a_token_and_no_request_was_forbidden(stack, jw
     secret = jwt_secret.decode()
     sample_token = token("e2e-chat")
     header = sample_token.split(".")[0]
+    registry_password = registry_credentials()[1] if os.environ.get("VCS_REGISTRY_DOCKER_CONFIG") else None
     for name, text in logs.items():
         assert secret not in text, f"{name} logged the JWT secret"
+        assert not registry_password or registry_password not in text, f"{name} logged the registry's password"
         # A token's header is the same for every token of this stack.
         assert f"{header}." not in text, f"{name} logged a token"
     operator_log = next(text for name, text in logs.items() if "voicechat-operator" in name)
