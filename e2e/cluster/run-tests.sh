@@ -5,6 +5,9 @@
 # the official openai client, websockets) live in a venv under ~/.cache.
 #   VOICECHAT_MODEL_MIRROR the models mirror pods reach (up.sh prints it; required)
 #   VCS_MODELS_NODE_PATH  the voice models folder, as a path on the node (required)
+#   VOICECHAT_MODEL_REGISTRY, VCS_REGISTRY_DOCKER_CONFIG  an OCI registry pods reach and a
+#                         Docker config with its credentials (up.sh prints both; crane on
+#                         PATH); without them the models-from-images tests are skipped
 #   VCS_NODE_IS_HOST=1    the node is this machine (e2e/cluster): also checks
 #                         that a pod reaches a host server through the node IP
 # Extra arguments go to pytest (e.g. -k redis).

@@ -18,6 +18,10 @@ cluster from KUBECONFIG. Inputs, from the environment:
                         also on the mirror under voicechat/whisper/: the
                         stack lists it by URL and sha256 (it is this
                         project's conversion, not whisper.cpp's bytes).
+  VOICECHAT_MODEL_REGISTRY  an OCI registry pods reach (host:port, plain
+                        HTTP), and VCS_REGISTRY_DOCKER_CONFIG a Docker config
+                        folder with its credentials: the models-from-images
+                        tests push to it with crane (skipped without them).
   VCS_DUMP_DIR          where a failing test's cluster state is written.
   VCS_AUDIT_LOG         the API server's audit log of writes, where readable
                         (e2e/cluster/up.sh prints it): the operator-restart
