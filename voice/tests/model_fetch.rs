@@ -240,6 +240,42 @@ async fn a_cut_download_resumes_where_it_stopped_and_a_second_run_fetches_nothin
 }
 
 #[tokio::test]
+async fn a_resumed_download_that_fails_its_check_is_downloaded_again_from_the_start() {
+    let (server, addr) = start().await;
+    let dir = tempdir();
+    let planned = file(addr, "/m/file.bin", sha256(&server.body));
+    // What an earlier try left, but of other bytes (the file changed
+    // upstream between the tries).
+    let partial_dir = dir.join(".partial");
+    std::fs::create_dir_all(&partial_dir).unwrap();
+    let stem = planned.cache_path().replace('/', "__");
+    std::fs::write(
+        partial_dir.join(format!("{stem}.part")),
+        vec![0u8; BODY_LEN / 3],
+    )
+    .unwrap();
+    let got = fetch_file(&client(), &planned, &options(&dir))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        Fetched::Downloaded {
+            bytes: BODY_LEN as u64,
+            resumed_from: 0
+        }
+    );
+    assert_eq!(
+        std::fs::read(dir.join(planned.cache_path())).unwrap(),
+        *server.body
+    );
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        2,
+        "a resume, then one download from zero"
+    );
+}
+
+#[tokio::test]
 async fn two_loaders_wanting_one_file_download_it_once() {
     let (server, addr) = start().await;
     let dir = tempdir();

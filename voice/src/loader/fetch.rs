@@ -226,8 +226,20 @@ pub(super) async fn download_verified(
             }
         }
     };
-    let bytes = verify(file, partial).await?;
-    Ok((bytes, resumed_from))
+    match verify(file, partial).await {
+        Ok(bytes) => Ok((bytes, resumed_from)),
+        // The bytes an earlier try left may be what is wrong (the file
+        // changed upstream between the tries): once more, from zero.
+        Err(FetchError::DigestMismatch { .. } | FetchError::SizeMismatch { .. })
+            if resumed_from > 0 =>
+        {
+            tracing::warn!(path = %file.path, resumed_from, "a resumed download failed its check; downloading it again from the start");
+            let _ = tokio::fs::remove_file(partial).await;
+            download(client, file, partial, options, authorization).await?;
+            Ok((verify(file, partial).await?, 0))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `partial` under its final name (one rename: never a half file there).
