@@ -179,8 +179,8 @@ where
 }
 
 /// Deletes the kinds of children that come and go with the spec (Ollama,
-/// the managed Redis, PDBs, loader Jobs), except Deployments waiting for
-/// their models. PVCs are never deleted: they hold data (the models cache
+/// the managed Redis, PDBs, loader Jobs), except the Deployments (and
+/// their ConfigMaps) waiting for their models. PVCs are never deleted: they hold data (the models cache
 /// is shared by the namespace's stacks).
 pub async fn prune_children(
     client: &Client,
@@ -201,7 +201,7 @@ pub async fn prune_children(
         &[],
     )
     .await?;
-    prune(client, namespace, &selector, &children.config_maps, &[]).await?;
+    prune(client, namespace, &selector, &children.config_maps, kept).await?;
     // Loader Jobs of earlier model lists (their pods go with them).
     prune(client, namespace, &selector, &children.jobs, &[]).await?;
     Ok(())

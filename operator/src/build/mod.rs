@@ -53,8 +53,9 @@ pub struct Children {
     pub models_cache: Option<PersistentVolumeClaim>,
     pub jobs: Vec<Job>,
     pub deployments: Vec<Deployment>,
-    /// Deployments left as they are while the models they will mount
-    /// load (a changed model list rolls them only once it is there).
+    /// Deployments and ConfigMaps left as they are while the models the
+    /// pods will mount load (a changed model list rolls them only once it
+    /// is there).
     pub waiting_for_models: Vec<String>,
     pub models: StackModels,
 }
@@ -109,6 +110,7 @@ pub fn build(
     let chat_config = workloads::chat_config(stack, &models);
     let voice_config = workloads::voice_config(stack, settings, facts.profile, &models);
     let mut deployments = vec![workloads::chat(stack, settings, &checksum(&chat_config))];
+    let mut config_maps = vec![chat_config];
     let mut waiting_for_models = Vec::new();
     if facts.models_ready || !models.needs_voice_models() {
         deployments.push(workloads::voice(
@@ -118,8 +120,12 @@ pub fn build(
             &checksum(&voice_config),
             &models,
         ));
+        config_maps.push(voice_config);
     } else {
+        // Its configuration too: a voice pod that restarts meanwhile must
+        // find the model files its configuration names in its mounts.
         waiting_for_models.push(meta::name(stack, Part::Voice.as_str()));
+        waiting_for_models.extend(voice_config.metadata.name);
     }
     let mut services = vec![
         workloads::service(stack, Part::Chat, workloads::CHAT_PORT, spec.service_type),
@@ -165,7 +171,7 @@ pub fn build(
             ..Default::default()
         },
         jwt_secret,
-        config_maps: vec![chat_config, voice_config],
+        config_maps,
         pvcs,
         services,
         pdbs,

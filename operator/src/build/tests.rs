@@ -423,7 +423,20 @@ fn models_are_loaded_by_a_job_into_the_shared_cache_and_mounted_file_by_file() {
         ["demo-chat", "demo-redis"],
         "voice and Ollama wait for their models"
     );
-    assert_eq!(c.waiting_for_models, ["demo-voice", "demo-ollama"]);
+    assert_eq!(
+        c.waiting_for_models,
+        ["demo-voice", "demo-voice-config", "demo-ollama"]
+    );
+    let config_maps: Vec<_> = c
+        .config_maps
+        .iter()
+        .map(|m| m.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        config_maps,
+        ["demo-chat-config"],
+        "the voice's configuration changes with its pods, once the models are there"
+    );
     let cache = c.models_cache.as_ref().unwrap();
     assert_eq!(cache.metadata.name.as_deref(), Some("voicechat-models"));
     assert!(

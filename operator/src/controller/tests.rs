@@ -46,7 +46,13 @@ async fn reconcile_applies_children_in_order_then_writes_status() {
     };
     assert!(position("serviceaccounts/demo-pods") < position("secrets/demo-jwt"));
     assert!(position("secrets/demo-jwt") < position("configmaps/demo-chat-config"));
-    assert!(position("configmaps/demo-voice-config") < position("services/demo-chat"));
+    assert!(position("configmaps/demo-chat-config") < position("services/demo-chat"));
+    assert!(
+        !order
+            .iter()
+            .any(|p| p.contains("configmaps/demo-voice-config")),
+        "the voice's configuration waits with it for the models: {order:?}"
+    );
     assert!(position("services/demo-redis") < position("networkpolicies/demo-redis"));
     assert!(position("networkpolicies/demo-redis") < position("deployments/demo-chat"));
     assert!(
