@@ -3,6 +3,7 @@
 # (FUZZ_SECONDS, default 60 per target), with cargo-fuzz (libFuzzer and
 # AddressSanitizer, so it needs a nightly toolchain):
 #   wav_decode   WAV decoding, resampling (voice/src/audio)
+#   audio_decode every upload container and codec (voice/src/audio/decode.rs)
 #   ws_message   the chat WebSocket's client messages (chat/src/protocol.rs)
 #   jwt_headers  Authorization / WebSocket subprotocol parsing and JWT checks
 # Seeds are in fuzz/seeds/<target>; the growing corpus stays in
@@ -19,7 +20,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 seconds="${FUZZ_SECONDS:-60}"
 CARGO_FUZZ_VERSION=0.13.2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wav_decode ws_message jwt_headers)
+[ ${#targets[@]} -gt 0 ] || targets=(wav_decode audio_decode ws_message jwt_headers)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "==> installing the nightly toolchain (cargo-fuzz needs it)"

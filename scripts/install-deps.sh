@@ -22,6 +22,9 @@ command -v clang >/dev/null || need_apt+=(clang libclang-dev)
 [ -e /usr/include/sonic.h ] || need_apt+=(libsonic-dev)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng espeak-ng-data)
 command -v sox >/dev/null || need_apt+=(sox)
+# ffmpeg/ffprobe: the tests decode and probe every speech format the
+# service sends (a decoder nobody here wrote).
+command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 # The local LLM: Ollama is built from its Go module with cgo; the module zip
 # leaves out llama.cpp's vendor/ headers, which come from Debian (nlohmann
 # JSON, stb) and PyPI (miniaudio, in scripts/fetch-llm.sh).

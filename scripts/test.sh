@@ -69,7 +69,7 @@ source scripts/lib/ollama.sh
 start_ollama "${TEST_OLLAMA_PORT:-11437}" .cache/test/ollama.log
 export VOICECHAT_TEST_LLM_URL="http://$OLLAMA_HOST" VOICECHAT_TEST_LLM_MODEL="$LLM_MODEL"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm,oci
+export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm,oci,ffmpeg
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"; kill "$OLLAMA_PID" 2>/dev/null || true' EXIT

@@ -6,6 +6,7 @@ pub mod app;
 pub mod audio;
 pub mod cache;
 pub mod config;
+pub mod encode;
 pub mod engine_name;
 pub mod engines;
 pub mod google;

@@ -33,7 +33,12 @@ async fn bad_input_gets_clear_4xx_errors() {
             "unknown_voice",
         ),
         (
-            json!({"text": "hi", "format": "mp3"}),
+            json!({"text": "hi", "format": "aac"}),
+            400,
+            "unsupported_format",
+        ),
+        (
+            json!({"text": "hi", "format": "MP3"}),
             400,
             "unsupported_format",
         ),

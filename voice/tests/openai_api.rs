@@ -23,16 +23,22 @@ async fn openai_compatible_speech_and_transcriptions() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let wav = r.bytes().await.unwrap().to_vec();
-    assert_eq!(&wav[..4], b"RIFF");
+    assert_eq!(
+        r.headers()["content-type"],
+        "audio/mpeg",
+        "mp3, OpenAI's default"
+    );
+    // What came back is transcribed as it is: an MP3 upload.
+    let mp3 = r.bytes().await.unwrap().to_vec();
+    assert!(mp3.starts_with(b"ID3") || mp3[0] == 0xff, "no MP3 frame");
 
     let transcribe = |format: &'static str| {
         let form = reqwest::multipart::Form::new()
             .part(
                 "file",
-                reqwest::multipart::Part::bytes(wav.clone())
-                    .file_name("speech.wav")
-                    .mime_str("audio/wav")
+                reqwest::multipart::Part::bytes(mp3.clone())
+                    .file_name("speech.mp3")
+                    .mime_str("audio/mpeg")
                     .unwrap(),
             )
             .text("model", "whisper-1")
@@ -71,14 +77,14 @@ async fn openai_compatible_speech_and_transcriptions() {
     let r = http
         .post(s.url("/v1/audio/speech"))
         .bearer_auth(token("a"))
-        .json(&json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "mp3"}))
+        .json(&json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "aac"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["type"], "invalid_request_error");
-    assert!(e["error"]["message"].as_str().unwrap().contains("mp3"));
+    assert!(e["error"]["message"].as_str().unwrap().contains("aac"));
     assert!(e["error"].get("param").is_some());
 
     let models: Value = s.get_json("/v1/models").await;

@@ -1,27 +1,57 @@
 """Drives the voice service with the official `openai` Python package,
-unchanged except for base_url and api_key (a JWT): speech, transcription
-in every response format, model listing, and an error. Prints one JSON
-object for voice/tests/openai_client.rs to check.
+unchanged except for base_url and api_key (a JWT): speech in every format
+(probed and decoded with ffprobe/ffmpeg, then transcribed again),
+transcription in every response format, model listing, and errors. Prints
+one JSON object for voice/tests/openai_client.rs to check.
 
     python3 openai_client.py BASE_URL TOKEN WORK_DIR
 """
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 import openai
 
 base_url, token, work = sys.argv[1:4]
 client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=token)
-out = {"openai_version": openai.__version__}
+out = {"openai_version": openai.__version__, "ffmpeg": bool(shutil.which("ffprobe") and shutil.which("ffmpeg"))}
+SAID = "Please call me back when you get home."
 
-speech = client.audio.speech.create(model="tts-1", voice="alloy", input="Please call me back when you get home.")
+# OpenAI's default format (mp3) when none is asked for.
+default = client.audio.speech.create(model="tts-1", voice="alloy", input=SAID)
+out["default_content_type"] = default.response.headers.get("content-type")
+
+# Every format, as a client asks for it; ffprobe says what it is, ffmpeg
+# turns it back into a WAV that the service transcribes.
+out["formats"] = {}
+for fmt in ["mp3", "opus", "flac", "wav", "pcm"]:
+    speech = client.audio.speech.create(model="tts-1", voice="alloy", input=SAID, response_format=fmt)
+    path = os.path.join(work, f"speech.{fmt}")
+    speech.write_to_file(path)
+    entry = {"content_type": speech.response.headers.get("content-type"), "bytes": os.path.getsize(path)}
+    with open(path, "rb") as f:
+        entry["header"] = f.read(4).decode("latin1")
+    if out["ffmpeg"]:
+        raw = ["-f", "s16le", "-ar", "24000", "-ac", "1"] if fmt == "pcm" else []
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", *raw, "-show_entries", "stream=codec_name,sample_rate,channels:format=duration",
+             "-of", "json", path], capture_output=True, text=True, check=True)
+        info = json.loads(probe.stdout)
+        stream = info["streams"][0]
+        entry["codec"] = stream["codec_name"]
+        entry["sample_rate"] = int(stream["sample_rate"])
+        entry["channels"] = stream["channels"]
+        entry["duration"] = float(info["format"]["duration"])
+        wav = os.path.join(work, f"decoded-{fmt}.wav")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *raw, "-i", path, "-ar", "16000", "-ac", "1", wav], check=True)
+        with open(wav, "rb") as f:
+            entry["heard"] = client.audio.transcriptions.create(model="whisper-1", file=f).text
+    out["formats"][fmt] = entry
+
 path = os.path.join(work, "speech.wav")
-speech.write_to_file(path)
-with open(path, "rb") as f:
-    out["speech_header"] = f.read(4).decode("latin1")
-
 with open(path, "rb") as f:
     out["json"] = client.audio.transcriptions.create(model="whisper-1", file=f).text
 with open(path, "rb") as f:
@@ -32,12 +62,36 @@ with open(path, "rb") as f:
 with open(path, "rb") as f:
     out["text"] = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="text")
 
+# Uploads in the containers people have, made by ffmpeg from the WAV:
+# each transcribed through the client (the container found from the bytes:
+# every file is sent under one neutral name).
+out["uploads"] = {}
+if out["ffmpeg"]:
+    for name, args in [
+        ("mp3", ["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"]),
+        ("m4a", ["-c:a", "aac", "-b:a", "64k", "-f", "ipod"]),
+        ("ogg-opus", ["-c:a", "libopus", "-b:a", "32k", "-f", "ogg"]),
+        ("ogg-vorbis", ["-c:a", "libvorbis", "-q:a", "3", "-f", "ogg"]),
+        ("webm", ["-c:a", "libopus", "-b:a", "32k", "-f", "webm"]),
+        ("flac", ["-c:a", "flac", "-f", "flac"]),
+        ("wav-stereo-48k", ["-ac", "2", "-ar", "48000", "-f", "wav"]),
+    ]:
+        made = os.path.join(work, f"upload-{name}")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", path, *args, made], check=True)
+        with open(made, "rb") as f:
+            try:
+                heard = client.audio.transcriptions.create(model="whisper-1", file=("upload.bin", f.read()))
+                out["uploads"][name] = heard.text
+            except openai.APIStatusError as e:
+                out["uploads"][name] = f"HTTP {e.status_code}: {e}"
+
 out["models"] = sorted(m.id for m in client.models.list())
 
-try:
-    client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format="mp3")
-    out["mp3_error"] = None
-except openai.BadRequestError as e:
-    out["mp3_error"] = {"status": e.status_code, "message": str(e)}
+for fmt in ["aac", "ogg"]:
+    try:
+        client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format=fmt)
+        out[f"{fmt}_error"] = None
+    except openai.BadRequestError as e:
+        out[f"{fmt}_error"] = {"status": e.status_code, "message": str(e)}
 
 print(json.dumps(out))

@@ -42,8 +42,83 @@ async fn the_official_openai_client_works_unchanged() {
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("openai {}: {r}", r["openai_version"]);
-    assert_eq!(r["speech_header"], "RIFF");
     let said = "Please call me back when you get home.";
+    assert_eq!(
+        r["default_content_type"], "audio/mpeg",
+        "mp3 is the default, as OpenAI's"
+    );
+    let formats = &r["formats"];
+    for (format, header, content_type) in [
+        ("flac", "fLaC", "audio/flac"),
+        ("opus", "OggS", "audio/ogg; codecs=opus"),
+        ("wav", "RIFF", "audio/wav"),
+        ("pcm", "", "audio/pcm"),
+        ("mp3", "", "audio/mpeg"),
+    ] {
+        let entry = &formats[format];
+        assert_eq!(entry["content_type"], content_type, "{format}: {entry}");
+        if !header.is_empty() {
+            assert_eq!(entry["header"], header, "{format}: {entry}");
+        }
+    }
+    // The header as Latin-1 text: an ID3 tag, or a frame sync byte (0xff).
+    let mp3_header = formats["mp3"]["header"].as_str().unwrap();
+    assert!(
+        mp3_header.starts_with("ID3") || mp3_header.starts_with('\u{ff}'),
+        "no MP3 frame: {}",
+        formats["mp3"]
+    );
+    let wav_bytes = formats["wav"]["bytes"].as_u64().unwrap();
+    for compressed in ["mp3", "opus"] {
+        let bytes = formats[compressed]["bytes"].as_u64().unwrap();
+        assert!(
+            bytes * 4 < wav_bytes,
+            "{compressed}: {bytes} bytes against {wav_bytes} of WAV"
+        );
+    }
+    if voicechat_testkit::have_or_skip(
+        r["ffmpeg"].as_bool().unwrap_or(false),
+        "the_official_openai_client_works_unchanged (ffprobe part)",
+        "ffmpeg",
+        "ffprobe and ffmpeg on PATH",
+    ) {
+        let wav_secs = formats["wav"]["duration"].as_f64().unwrap();
+        for (format, codec, rate) in [
+            ("mp3", "mp3", None),
+            ("opus", "opus", Some(48_000)),
+            ("flac", "flac", None),
+            ("wav", "pcm_s16le", None),
+            ("pcm", "pcm_s16le", Some(24_000)),
+        ] {
+            let entry = &formats[format];
+            assert_eq!(entry["codec"], codec, "{format}: {entry}");
+            assert_eq!(entry["channels"], 1, "{format}: {entry}");
+            if let Some(rate) = rate {
+                assert_eq!(entry["sample_rate"], rate, "{format}: {entry}");
+            }
+            // Each request is synthesized anew and Piper's durations vary a
+            // few percent; a wrong rate in a header or a lost tail is more.
+            let secs = entry["duration"].as_f64().unwrap();
+            assert!(
+                (secs - wav_secs).abs() < 0.15 * wav_secs,
+                "{format}: {secs} s against {wav_secs} s of WAV"
+            );
+            let heard = entry["heard"].as_str().unwrap();
+            assert!(
+                word_error_rate(said, heard) <= 0.1,
+                "{format}, decoded by ffmpeg, was heard as {heard:?}"
+            );
+        }
+        let uploads = r["uploads"].as_object().unwrap();
+        assert_eq!(uploads.len(), 7, "{r}");
+        for (container, heard) in uploads {
+            let heard = heard.as_str().unwrap();
+            assert!(
+                word_error_rate(said, heard) <= 0.1,
+                "an upload as {container} (made by ffmpeg) was heard as {heard:?}"
+            );
+        }
+    }
     assert!(
         word_error_rate(said, r["json"].as_str().unwrap()) <= 0.1,
         "{r}"
@@ -69,7 +144,14 @@ async fn the_official_openai_client_works_unchanged() {
             .iter()
             .any(|m| m == "whisper-1")
     );
-    assert_eq!(r["mp3_error"]["status"], 400);
-    assert!(r["mp3_error"]["message"].as_str().unwrap().contains("mp3"));
+    for format in ["aac", "ogg"] {
+        let error = &r[format!("{format}_error")];
+        assert_eq!(error["status"], 400, "{r}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(format) && message.contains("mp3, opus, flac, wav or pcm"),
+            "{message}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&work);
 }

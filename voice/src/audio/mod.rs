@@ -1,8 +1,13 @@
-//! Audio in and out: WAV decoding (any PCM/float format, any channel count),
+//! Audio in and out: decoding (WAV here, any PCM/float format and channel
+//! count; the other containers in `decode`),
 //! conversion to the 16 kHz mono the recognizers take, an energy-based
-//! voice-activity check, and WAV encoding of synthesized speech.
+//! voice-activity check, and WAV encoding of synthesized speech (the other
+//! formats are `crate::encode`'s).
 
+pub mod decode;
 pub mod vad;
+
+pub use decode::decode;
 
 use std::io::Cursor;
 
@@ -34,6 +39,10 @@ pub enum AudioError {
     Empty,
     #[error("not a WAV file: {0}")]
     NotWav(String),
+    #[error("not audio this service reads: {0}")]
+    NotAudio(String),
+    #[error("the audio is corrupt or truncated: {0}")]
+    Corrupt(String),
     #[error("unsupported WAV format: {0}")]
     Unsupported(String),
     #[error("audio is {secs:.1} s long; the limit is {max} s")]
@@ -162,7 +171,7 @@ pub fn encode_pcm16(audio: &Audio) -> Vec<u8> {
         .collect()
 }
 
-fn to_i16(s: f32) -> i16 {
+pub(crate) fn to_i16(s: f32) -> i16 {
     (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16
 }
 

@@ -35,7 +35,7 @@ pub async fn tts(
 ) -> Result<Response, ApiError> {
     let Json(body) =
         body.map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
-    let format = AudioFormat::parse(body.format.as_deref())?;
+    let format = speech::parse_format(body.format.as_deref().unwrap_or("wav"))?;
     let speech = speech::synthesize(
         &state,
         SpeechRequest {
@@ -115,11 +115,13 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
             .ok_or_else(|| VoiceError::BadInput("multipart body has no \"file\" field".into()))?;
         return Ok(Upload { audio, fields });
     }
+    // Any audio type: the container is found from the bytes, not from the
+    // label (browsers label WebM as video/webm, some clients send octets).
     let accepted = [
-        "audio/wav",
-        "audio/x-wav",
-        "audio/wave",
-        "audio/vnd.wave",
+        "audio/",
+        "video/webm",
+        "video/mp4",
+        "video/ogg",
         "application/octet-stream",
     ];
     if !accepted.iter().any(|t| content_type.starts_with(t)) {
@@ -127,7 +129,7 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
         // still sending makes it see a broken connection, not this error.
         let _ = read_limited(request.into_body(), state.config.max_audio_bytes).await;
         return Err(VoiceError::BadInput(format!(
-            "content type {content_type:?} is not accepted: send audio/wav or multipart/form-data"
+            "content type {content_type:?} is not accepted: send audio/* or multipart/form-data"
         )));
     }
     let audio = read_limited(request.into_body(), state.config.max_audio_bytes).await?;

@@ -12,9 +12,7 @@ use serde_json::json;
 use super::Caller;
 use super::native::{audio_response, read_upload};
 use crate::engine_name::{EngineName, SttEngine};
-use crate::speech::{
-    self, AudioFormat, SpeechRequest, TranscribeRequest, Transcription, VoiceError,
-};
+use crate::speech::{self, SpeechRequest, TranscribeRequest, Transcription, VoiceError};
 use crate::state::AppState;
 
 /// OpenAI's built-in voice names; they map to the default voice, so that
@@ -58,15 +56,16 @@ pub struct SpeechBody {
     speed: Option<f32>,
 }
 
-/// `POST /v1/audio/speech`. Formats: `wav` (also the default: no MP3
-/// encoder is shipped) and `pcm`; others get a 400 naming the format.
+/// `POST /v1/audio/speech`. Formats: `mp3` (the default), `opus`, `flac`,
+/// `wav`, `pcm` (24 kHz); others, `aac` among them, get a 400 naming them.
 pub async fn speech(
     State(state): State<AppState>,
     _caller: Caller,
     body: Result<Json<SpeechBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, OpenAiError> {
     let Json(body) = body.map_err(|e| VoiceError::BadInput(e.body_text()))?;
-    let format = AudioFormat::parse(body.response_format.as_deref())?;
+    // mp3 by default, as OpenAI's.
+    let format = speech::parse_format(body.response_format.as_deref().unwrap_or("mp3"))?;
     let voice = body.voice.filter(|v| !OPENAI_VOICES.contains(&v.as_str()));
     let speech = speech::synthesize(
         &state,

@@ -9,7 +9,7 @@ mod transcription;
 
 use std::sync::Arc;
 
-pub use synthesis::{AudioFormat, Speech, SpeechRequest, synthesize};
+pub use synthesis::{AudioFormat, Speech, SpeechRequest, parse_format, synthesize};
 pub use transcription::{PlannedStream, TranscribeRequest, Transcription, plan_stream, transcribe};
 
 use crate::audio::AudioError;
@@ -32,7 +32,7 @@ pub enum VoiceError {
     Audio(#[from] AudioError),
     #[error("unknown voice {0:?}")]
     UnknownVoice(String),
-    #[error("unsupported format {0:?}: use wav or pcm")]
+    #[error("unsupported format {0}")]
     UnsupportedFormat(String),
     #[error(transparent)]
     Request(#[from] InvalidRequest),

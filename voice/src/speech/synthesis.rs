@@ -5,35 +5,25 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{VoiceError, engines, run_blocking};
-use crate::audio;
 use crate::cache;
 use crate::state::AppState;
 use crate::tts::{ChainError, safe_name};
 
-/// Output audio formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AudioFormat {
-    Wav,
-    /// Raw 16-bit little-endian mono PCM at the voice's rate.
-    Pcm,
-}
+pub use crate::encode::AudioFormat;
+use crate::encode::{FORMAT_NAMES, encode};
 
-impl AudioFormat {
-    pub fn parse(name: Option<&str>) -> Result<Self, VoiceError> {
-        match name.unwrap_or("wav") {
-            "wav" => Ok(Self::Wav),
-            "pcm" => Ok(Self::Pcm),
-            other => Err(VoiceError::UnsupportedFormat(other.to_owned())),
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Wav => "audio/wav",
-            Self::Pcm => "audio/pcm",
-        }
-    }
+/// A `response_format`, or the error naming the ones there are.
+pub fn parse_format(name: &str) -> Result<AudioFormat, VoiceError> {
+    AudioFormat::from_name(name).ok_or_else(|| {
+        VoiceError::UnsupportedFormat(if name == "aac" {
+            format!(
+                "\"aac\" is not offered: no maintained, freely licensed AAC encoder is built in \
+                 (fdk-aac is non-free); use {FORMAT_NAMES}"
+            )
+        } else {
+            format!("{name:?}: use {FORMAT_NAMES}")
+        })
+    })
 }
 
 pub struct SpeechRequest {
@@ -96,19 +86,23 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
 
     let voice = request.voice.clone();
     let speed = request.speed;
+    let format = request.format;
     let worker_engines = engines.clone();
     let started = Instant::now();
-    let synthesis = run_blocking(state, move || {
-        worker_engines
+    let (synthesis, elapsed, encoded) = run_blocking(state, move || {
+        let synthesis = worker_engines
             .tts
-            .synthesize(&text, voice.as_deref(), speed)
+            .synthesize(&text, voice.as_deref(), speed)?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let encoded = encode(&synthesis.audio, format);
+        Ok::<_, ChainError>((synthesis, elapsed, encoded))
     })
     .await?
     .map_err(|e| match e {
         ChainError::UnknownVoice(v) => VoiceError::UnknownVoice(v),
         ChainError::AllFailed(reasons) => VoiceError::EnginesFailed(reasons),
     })?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let encoded = encoded.map_err(|e| VoiceError::Internal(e.to_string()))?;
     let m = &state.metrics;
     for (engine, _) in &synthesis.fallbacks {
         m.fallbacks.with_label_values(&["tts", engine]).inc();
@@ -122,13 +116,9 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
             .with_label_values(&[synthesis.engine, "tts"])
             .observe(elapsed / audio_secs);
     }
-    let bytes = match request.format {
-        AudioFormat::Wav => audio::encode_wav(&synthesis.audio),
-        AudioFormat::Pcm => audio::encode_pcm16(&synthesis.audio),
-    };
     let speech = Speech {
-        bytes,
-        sample_rate: synthesis.audio.sample_rate,
+        bytes: encoded.bytes,
+        sample_rate: encoded.sample_rate,
         engine: synthesis.engine.to_owned(),
         voice: synthesis.voice,
         cached: false,

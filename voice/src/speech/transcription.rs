@@ -45,7 +45,11 @@ pub async fn transcribe(
         });
     }
     let stt = SttRequest::new(request.language, request.engine, request.grammar)?;
-    let decoded = audio::decode_wav(&request.audio, state.config.max_audio_secs)?;
+    // Decoding MP3, AAC or Opus is CPU work: off the async threads.
+    let (bytes, max_secs) = (request.audio.clone(), state.config.max_audio_secs);
+    let decoded = tokio::task::spawn_blocking(move || audio::decode(&bytes, max_secs))
+        .await
+        .map_err(|e| VoiceError::Internal(format!("decoding task failed: {e}")))??;
     let duration = decoded.duration_secs();
     let engines = engines(state)?;
     let plan = engines.stt.plan(&stt, duration)?;

@@ -498,7 +498,7 @@ mod tests {
                 .contains("base64")
         );
         assert!(
-            credentials_for("[]", "x")
+            credentials_for("{\"auths\": [1]", "x")
                 .unwrap_err()
                 .contains("Docker config")
         );
