@@ -1,7 +1,10 @@
 //! Speech throughput: audio seconds per wall second for text-to-speech
 //! (Piper) and speech-to-text (Whisper), through the service's HTTP API
 //! versus calling the engines in-process, the same under BENCH_CLIENTS (4)
-//! concurrent clients, and the latency of a cache hit.
+//! concurrent clients, the latency of a cache hit, and the time to the
+//! first audio byte of a 600-character paragraph, streamed
+//! (`stream_format: audio`) against not, with Piper's time for its first
+//! sentence alone.
 //!
 //! ./scripts/fetch-models.sh && source ~/.cache/voicechat/env.sh
 //! cargo bench -p voicechat-voice --bench speech
@@ -22,6 +25,16 @@ const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. \
     Voice services turn text into speech and speech back into text. \
     This paragraph is long enough to take a few seconds to say.";
+/// 610 characters in eight sentences, the first of them short, as an
+/// assistant's answer often starts.
+const PARAGRAPH: &str = "Sure, here is the plan. \
+    We leave the house at eight and take the bus to the station, where the train to the coast waits. \
+    The ride takes about two hours, so bring a book or something to listen to on the way. \
+    At the coast we walk along the harbour to the old market and have lunch in the square. \
+    In the afternoon there is time for the museum or a swim, whichever the weather allows. \
+    The last train back leaves at six, and we should be home again before nine in the evening. \
+    If anything changes, I will send you a message in the morning so you can plan around it. \
+    Do not forget your ticket, and bring some water.";
 
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -117,6 +130,23 @@ async fn main() {
             .expect("stt");
         stt_direct.push(speech_secs / t.elapsed().as_secs_f64());
     }
+    // Piper's time for the paragraph's first sentence alone: what streamed
+    // speech can at best take to its first audio.
+    let first_sentence = PARAGRAPH
+        .split_inclusive(". ")
+        .next()
+        .unwrap_or(PARAGRAPH)
+        .trim()
+        .to_owned();
+    let mut first_sentence_ms = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        engines
+            .tts
+            .synthesize(&first_sentence, Some("en_US-joe-medium"), 1.0)
+            .expect("tts");
+        first_sentence_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
     drop(engines);
 
     // Through the service: HTTP, auth, validation, WAV codec, resampling, cache (bypassed by varying speed).
@@ -157,6 +187,32 @@ async fn main() {
         let t = Instant::now();
         api.hear(body).await.expect("stt");
         stt_service.push(secs / t.elapsed().as_secs_f64());
+    }
+
+    // Time to the first audio byte of the paragraph, mp3, streamed and not
+    // (a distinct speed each time: never a cache hit).
+    let (mut streamed_ms, mut whole_ms) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for (stream, into) in [(true, &mut streamed_ms), (false, &mut whole_ms)] {
+            let speed = 1.01 + round as f32 * 0.001 + if stream { 0.0005 } else { 0.0 };
+            let mut body = serde_json::json!({"model": "tts-1", "input": PARAGRAPH,
+                "voice": "en_US-joe-medium", "speed": speed});
+            if stream {
+                body["stream_format"] = "audio".into();
+            }
+            let t = Instant::now();
+            let mut r = http
+                .post(format!("http://{addr}/v1/audio/speech"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .expect("speech request");
+            let first = r.chunk().await.expect("first chunk");
+            assert!(first.is_some_and(|c| !c.is_empty()), "no audio");
+            into.push(t.elapsed().as_secs_f64() * 1000.0);
+            while r.chunk().await.expect("chunk").is_some() {}
+        }
     }
 
     let clients: usize = std::env::var("BENCH_CLIENTS")
@@ -252,6 +308,15 @@ async fn main() {
         max(&concurrent.stt_latency)
     );
     println!("    failed requests:             {}", concurrent.failures);
+    println!(
+        "  first audio byte, {} chars (mp3): streamed {:.0} ms, not streamed {:.0} ms (ratio {:.2}); Piper's first sentence alone {:.0} ms (streamed - that: {:+.0} ms)",
+        PARAGRAPH.len(),
+        median(streamed_ms.clone()),
+        median(whole_ms.clone()),
+        median(streamed_ms.clone()) / median(whole_ms.clone()),
+        median(first_sentence_ms.clone()),
+        median(streamed_ms.clone()) - median(first_sentence_ms.clone())
+    );
     if hits.is_empty() {
         println!("  cache hit latency:      not measured (no redis-server)");
     } else {

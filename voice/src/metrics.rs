@@ -15,6 +15,9 @@ pub struct VoiceMetrics {
     pub fallbacks: IntCounterVec,
     /// Cache lookups by `kind` and `result` (hit/miss/error).
     pub cache: IntCounterVec,
+    /// Streamed syntheses by `outcome`: `finished`, `failed`, or
+    /// `client_left` (stopped early: the client went away).
+    pub tts_streams: IntCounterVec,
 }
 
 impl VoiceMetrics {
@@ -43,11 +46,16 @@ impl VoiceMetrics {
             Opts::new("cache_total", "Cache lookups"),
             &["kind", "result"],
         )?;
+        let tts_streams = IntCounterVec::new(
+            Opts::new("tts_streams_total", "Streamed syntheses by how they ended"),
+            &["outcome"],
+        )?;
         for c in [
             Box::new(engine_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(realtime_factor.clone()),
             Box::new(fallbacks.clone()),
             Box::new(cache.clone()),
+            Box::new(tts_streams.clone()),
         ] {
             registry.register(c)?;
         }
@@ -58,6 +66,7 @@ impl VoiceMetrics {
             realtime_factor,
             fallbacks,
             cache,
+            tts_streams,
         })
     }
 }

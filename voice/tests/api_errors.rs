@@ -33,7 +33,7 @@ async fn bad_input_gets_clear_4xx_errors() {
             "unknown_voice",
         ),
         (
-            json!({"text": "hi", "format": "aac"}),
+            json!({"text": "hi", "format": "ogg"}),
             400,
             "unsupported_format",
         ),

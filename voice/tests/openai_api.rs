@@ -77,14 +77,14 @@ async fn openai_compatible_speech_and_transcriptions() {
     let r = http
         .post(s.url("/v1/audio/speech"))
         .bearer_auth(token("a"))
-        .json(&json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "aac"}))
+        .json(&json!({"model": "tts-1", "input": "hi", "voice": "alloy", "response_format": "ogg"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["type"], "invalid_request_error");
-    assert!(e["error"]["message"].as_str().unwrap().contains("aac"));
+    assert!(e["error"]["message"].as_str().unwrap().contains("ogg"));
     assert!(e["error"].get("param").is_some());
 
     let models: Value = s.get_json("/v1/models").await;

@@ -7,6 +7,7 @@ one JSON object for voice/tests/openai_client.rs to check.
     python3 openai_client.py BASE_URL TOKEN WORK_DIR
 """
 
+import base64
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ out["default_content_type"] = default.response.headers.get("content-type")
 # Every format, as a client asks for it; ffprobe says what it is, ffmpeg
 # turns it back into a WAV that the service transcribes.
 out["formats"] = {}
-for fmt in ["mp3", "opus", "flac", "wav", "pcm"]:
+for fmt in ["mp3", "opus", "aac", "flac", "wav", "pcm"]:
     speech = client.audio.speech.create(model="tts-1", voice="alloy", input=SAID, response_format=fmt)
     path = os.path.join(work, f"speech.{fmt}")
     speech.write_to_file(path)
@@ -85,9 +86,34 @@ if out["ffmpeg"]:
             except openai.APIStatusError as e:
                 out["uploads"][name] = f"HTTP {e.status_code}: {e}"
 
+# Streamed speech through the client: SSE events, and chunked MP3.
+LONG = "The first sentence comes first. Then the second one follows it. A third one ends the answer."
+with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=LONG, response_format="pcm", extra_body={"stream_format": "sse"}) as r:
+    events = [json.loads(line[len("data: "):]) for line in r.iter_lines() if line.startswith("data: ")]
+pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+out["sse"] = {"types": [e["type"] for e in events], "usage": events[-1].get("usage"), "pcm_bytes": len(pcm)}
+with client.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input=LONG, response_format="mp3", extra_body={"stream_format": "audio"}) as r:
+    chunks = list(r.iter_bytes())
+streamed = os.path.join(work, "streamed.mp3")
+with open(streamed, "wb") as f:
+    f.write(b"".join(chunks))
+out["streamed_mp3"] = {"chunks": len(chunks)}
+if out["ffmpeg"]:
+    for name, path_in, raw in [("sse", None, ["-f", "s16le", "-ar", "24000", "-ac", "1"]), ("streamed_mp3", streamed, [])]:
+        if path_in is None:
+            path_in = os.path.join(work, "sse.pcm")
+            with open(path_in, "wb") as f:
+                f.write(pcm)
+        wav = os.path.join(work, f"{name}.wav")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *raw, "-i", path_in, "-ar", "16000", "-ac", "1", wav], check=True)
+        with open(wav, "rb") as f:
+            out[name]["heard"] = client.audio.transcriptions.create(model="whisper-1", file=f).text
+
 out["models"] = sorted(m.id for m in client.models.list())
 
-for fmt in ["aac", "ogg"]:
+for fmt in ["ogg", "MP3"]:
     try:
         client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format=fmt)
         out[f"{fmt}_error"] = None

@@ -51,6 +51,7 @@ async fn the_official_openai_client_works_unchanged() {
     for (format, header, content_type) in [
         ("flac", "fLaC", "audio/flac"),
         ("opus", "OggS", "audio/ogg; codecs=opus"),
+        ("aac", "", "audio/aac"),
         ("wav", "RIFF", "audio/wav"),
         ("pcm", "", "audio/pcm"),
         ("mp3", "", "audio/mpeg"),
@@ -69,7 +70,7 @@ async fn the_official_openai_client_works_unchanged() {
         formats["mp3"]
     );
     let wav_bytes = formats["wav"]["bytes"].as_u64().unwrap();
-    for compressed in ["mp3", "opus"] {
+    for compressed in ["mp3", "opus", "aac"] {
         let bytes = formats[compressed]["bytes"].as_u64().unwrap();
         assert!(
             bytes * 4 < wav_bytes,
@@ -86,6 +87,7 @@ async fn the_official_openai_client_works_unchanged() {
         for (format, codec, rate) in [
             ("mp3", "mp3", None),
             ("opus", "opus", Some(48_000)),
+            ("aac", "aac", Some(22_050)),
             ("flac", "flac", None),
             ("wav", "pcm_s16le", None),
             ("pcm", "pcm_s16le", Some(24_000)),
@@ -109,6 +111,14 @@ async fn the_official_openai_client_works_unchanged() {
                 "{format}, decoded by ffmpeg, was heard as {heard:?}"
             );
         }
+        for streamed in ["sse", "streamed_mp3"] {
+            let heard = r[streamed]["heard"].as_str().unwrap();
+            let long = "The first sentence comes first. Then the second one follows it. A third one ends the answer.";
+            assert!(
+                word_error_rate(long, heard) <= 0.2,
+                "{streamed}, decoded by ffmpeg, was heard as {heard:?}"
+            );
+        }
         let uploads = r["uploads"].as_object().unwrap();
         assert_eq!(uploads.len(), 7, "{r}");
         for (container, heard) in uploads {
@@ -119,6 +129,17 @@ async fn the_official_openai_client_works_unchanged() {
             );
         }
     }
+    let sse = &r["sse"];
+    let types: Vec<&str> = sse["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(types.len() >= 4, "three sentences, then done: {types:?}");
+    assert_eq!(types.last(), Some(&"speech.audio.done"), "{types:?}");
+    assert!(sse["usage"]["input_tokens"].as_u64().unwrap() > 0, "{sse}");
+    assert!(r["streamed_mp3"]["chunks"].as_u64().unwrap() >= 2, "{r}");
     assert!(
         word_error_rate(said, r["json"].as_str().unwrap()) <= 0.1,
         "{r}"
@@ -144,12 +165,12 @@ async fn the_official_openai_client_works_unchanged() {
             .iter()
             .any(|m| m == "whisper-1")
     );
-    for format in ["aac", "ogg"] {
+    for format in ["ogg", "MP3"] {
         let error = &r[format!("{format}_error")];
         assert_eq!(error["status"], 400, "{r}");
         let message = error["message"].as_str().unwrap();
         assert!(
-            message.contains(format) && message.contains("mp3, opus, flac, wav or pcm"),
+            message.contains(format) && message.contains("mp3, opus, aac, flac, wav or pcm"),
             "{message}"
         );
     }

@@ -1,16 +1,21 @@
 //! Synthesized speech in the formats clients ask for, as OpenAI's speech
-//! API has them: `mp3` (LAME), `opus` (libopus in Ogg, RFC 7845), `flac`
-//! (a pure-Rust encoder), `wav`, and `pcm` (raw 16-bit little-endian at
-//! 24 kHz, OpenAI's rate, whatever the voice's). Each is encoded whole here;
-//! the libraries are built into the binary (no runtime packages).
+//! API has them: `mp3` (LAME), `opus` (libopus in Ogg, RFC 7845), `aac`
+//! (ADTS, a pure-Rust encoder), `flac` (a pure-Rust encoder), `wav`, and
+//! `pcm` (raw 16-bit little-endian at 24 kHz, OpenAI's rate, whatever the
+//! voice's). Whole here, sentence by sentence in `stream`; the libraries
+//! are built into the binary (no runtime packages).
 
+mod aac;
 mod flac;
 mod mp3;
 mod opus;
+mod stream;
+
+pub use stream::StreamEncoder;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audio::{Audio, AudioError, encode_pcm16, encode_wav, resample};
+use crate::audio::{Audio, AudioError, encode_wav};
 
 /// The rate of OpenAI's `pcm` format.
 pub const PCM_SAMPLE_RATE: u32 = 24_000;
@@ -20,6 +25,7 @@ pub const PCM_SAMPLE_RATE: u32 = 24_000;
 pub enum AudioFormat {
     Mp3,
     Opus,
+    Aac,
     Flac,
     Wav,
     /// Raw 16-bit little-endian mono PCM at 24 kHz.
@@ -27,7 +33,7 @@ pub enum AudioFormat {
 }
 
 /// The names `response_format` takes, for error messages.
-pub const FORMAT_NAMES: &str = "mp3, opus, flac, wav or pcm";
+pub const FORMAT_NAMES: &str = "mp3, opus, aac, flac, wav or pcm";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -46,6 +52,7 @@ impl AudioFormat {
         Some(match name {
             "mp3" => Self::Mp3,
             "opus" => Self::Opus,
+            "aac" => Self::Aac,
             "flac" => Self::Flac,
             "wav" => Self::Wav,
             "pcm" => Self::Pcm,
@@ -57,6 +64,7 @@ impl AudioFormat {
         match self {
             Self::Mp3 => "mp3",
             Self::Opus => "opus",
+            Self::Aac => "aac",
             Self::Flac => "flac",
             Self::Wav => "wav",
             Self::Pcm => "pcm",
@@ -67,6 +75,7 @@ impl AudioFormat {
         match self {
             Self::Mp3 => "audio/mpeg",
             Self::Opus => "audio/ogg; codecs=opus",
+            Self::Aac => "audio/aac",
             Self::Flac => "audio/flac",
             Self::Wav => "audio/wav",
             Self::Pcm => "audio/pcm",
@@ -82,34 +91,31 @@ pub struct Encoded {
 }
 
 pub fn encode(audio: &Audio, format: AudioFormat) -> Result<Encoded, EncodeError> {
-    let at_rate = |rate: u32| -> Result<Audio, EncodeError> {
-        Ok(Audio {
-            samples: resample(audio, rate)?,
-            sample_rate: rate,
-        })
+    // A whole WAV says its length (a streamed one cannot).
+    let bytes = if format == AudioFormat::Wav {
+        encode_wav(audio)
+    } else {
+        let mut stream = StreamEncoder::new(format);
+        let mut bytes = stream.push(audio)?;
+        bytes.extend(stream.finish()?);
+        bytes
     };
-    let (bytes, sample_rate) = match format {
-        AudioFormat::Wav => (encode_wav(audio), audio.sample_rate),
-        AudioFormat::Pcm => {
-            let audio = at_rate(PCM_SAMPLE_RATE)?;
-            (encode_pcm16(&audio), PCM_SAMPLE_RATE)
-        }
-        AudioFormat::Mp3 => {
-            // LAME takes the MPEG rates; Piper's 22.05 kHz and 16 kHz are.
-            let audio = if mp3::takes_rate(audio.sample_rate) {
-                audio.clone()
-            } else {
-                at_rate(PCM_SAMPLE_RATE)?
-            };
-            (mp3::encode(&audio)?, audio.sample_rate)
-        }
-        AudioFormat::Opus => {
-            let audio = at_rate(opus::SAMPLE_RATE)?;
-            (opus::encode(&audio, audio.sample_rate)?, opus::SAMPLE_RATE)
-        }
-        AudioFormat::Flac => (flac::encode(audio)?, audio.sample_rate),
-    };
-    Ok(Encoded { bytes, sample_rate })
+    Ok(Encoded {
+        bytes,
+        sample_rate: output_rate(format, audio.sample_rate),
+    })
+}
+
+/// The rate `format` sends audio made at `rate` at.
+pub fn output_rate(format: AudioFormat, rate: u32) -> u32 {
+    match format {
+        AudioFormat::Wav | AudioFormat::Flac => rate,
+        AudioFormat::Pcm => PCM_SAMPLE_RATE,
+        AudioFormat::Opus => opus::SAMPLE_RATE,
+        AudioFormat::Mp3 if mp3::takes_rate(rate) => rate,
+        AudioFormat::Mp3 => PCM_SAMPLE_RATE,
+        AudioFormat::Aac => aac::rate_for(rate),
+    }
 }
 
 fn to_i16(samples: &[f32]) -> Vec<i16> {
@@ -119,6 +125,15 @@ fn to_i16(samples: &[f32]) -> Vec<i16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [AudioFormat; 6] = [
+        AudioFormat::Mp3,
+        AudioFormat::Opus,
+        AudioFormat::Aac,
+        AudioFormat::Flac,
+        AudioFormat::Wav,
+        AudioFormat::Pcm,
+    ];
 
     fn speechlike(rate: u32, secs: f32) -> Audio {
         let n = (rate as f32 * secs) as usize;
@@ -146,6 +161,12 @@ mod tests {
         assert!(opus.bytes.starts_with(b"OggS"));
         assert!(opus.bytes.windows(8).any(|w| w == b"OpusHead"));
         assert_eq!(opus.sample_rate, 48_000);
+        let aac = encode(&audio, AudioFormat::Aac).unwrap();
+        assert!(
+            aac.bytes[0] == 0xff && aac.bytes[1] & 0xf6 == 0xf0,
+            "no ADTS sync"
+        );
+        assert_eq!(aac.sample_rate, 22_050);
         let flac = encode(&audio, AudioFormat::Flac).unwrap();
         assert!(flac.bytes.starts_with(b"fLaC"));
         let pcm = encode(&audio, AudioFormat::Pcm).unwrap();
@@ -172,16 +193,10 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_unknown_ones_are_none() {
-        for f in [
-            AudioFormat::Mp3,
-            AudioFormat::Opus,
-            AudioFormat::Flac,
-            AudioFormat::Wav,
-            AudioFormat::Pcm,
-        ] {
+        for f in ALL {
             assert_eq!(AudioFormat::from_name(f.name()), Some(f));
         }
-        assert_eq!(AudioFormat::from_name("aac"), None);
+        assert_eq!(AudioFormat::from_name("ogg"), None);
         assert_eq!(AudioFormat::from_name("MP3"), None);
     }
 
@@ -192,12 +207,7 @@ mod tests {
                 samples,
                 sample_rate: 22_050,
             };
-            for f in [
-                AudioFormat::Mp3,
-                AudioFormat::Opus,
-                AudioFormat::Flac,
-                AudioFormat::Pcm,
-            ] {
+            for f in ALL {
                 encode(&audio, f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
             }
         }

@@ -3,6 +3,7 @@
 pub mod native;
 pub mod openai;
 pub mod ops;
+pub mod speech_stream;
 pub mod stream;
 
 pub use voicechat_common::auth::Caller;

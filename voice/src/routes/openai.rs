@@ -4,13 +4,14 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Caller;
 use super::native::{audio_response, read_upload};
+use super::speech_stream::{StreamFormat, streamed_speech};
 use crate::engine_name::{EngineName, SttEngine};
 use crate::speech::{self, SpeechRequest, TranscribeRequest, Transcription, VoiceError};
 use crate::state::AppState;
@@ -54,10 +55,18 @@ pub struct SpeechBody {
     response_format: Option<String>,
     #[serde(default)]
     speed: Option<f32>,
+    /// `audio` or `sse`: streamed sentence by sentence.
+    #[serde(default)]
+    stream_format: Option<String>,
+    /// Accepted; no engine here takes instructions, which the answer's
+    /// `X-Instructions: ignored` says.
+    #[serde(default)]
+    instructions: Option<String>,
 }
 
-/// `POST /v1/audio/speech`. Formats: `mp3` (the default), `opus`, `flac`,
-/// `wav`, `pcm` (24 kHz); others, `aac` among them, get a 400 naming them.
+/// `POST /v1/audio/speech`. Formats: `mp3` (the default), `opus`, `aac`,
+/// `flac`, `wav`, `pcm` (24 kHz); others get a 400 naming them.
+/// `stream_format` `audio` or `sse` streams it sentence by sentence.
 pub async fn speech(
     State(state): State<AppState>,
     _caller: Caller,
@@ -66,18 +75,25 @@ pub async fn speech(
     let Json(body) = body.map_err(|e| VoiceError::BadInput(e.body_text()))?;
     // mp3 by default, as OpenAI's.
     let format = speech::parse_format(body.response_format.as_deref().unwrap_or("mp3"))?;
+    let stream = StreamFormat::parse(body.stream_format.as_deref())?;
     let voice = body.voice.filter(|v| !OPENAI_VOICES.contains(&v.as_str()));
-    let speech = speech::synthesize(
-        &state,
-        SpeechRequest {
-            text: body.input,
-            voice,
-            speed: body.speed.unwrap_or(1.0),
-            format,
-        },
-    )
-    .await?;
-    Ok(audio_response(speech, format))
+    let request = SpeechRequest {
+        text: body.input,
+        voice,
+        speed: body.speed.unwrap_or(1.0),
+        format,
+    };
+    let mut extra = HeaderMap::new();
+    if body.instructions.is_some_and(|i| !i.trim().is_empty()) {
+        extra.insert("x-instructions", HeaderValue::from_static("ignored"));
+    }
+    if let Some(stream) = stream {
+        return Ok(streamed_speech(&state, request, stream, extra).await?);
+    }
+    let speech = speech::synthesize(&state, request).await?;
+    let mut response = audio_response(speech, format);
+    response.headers_mut().extend(extra);
+    Ok(response)
 }
 
 /// `POST /v1/audio/transcriptions` (multipart: `file`, `model`, `language`,

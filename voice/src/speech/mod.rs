@@ -4,11 +4,13 @@
 //! (bounded), fall back along the engine order, and record metrics. The
 //! streaming route plans its recognition here too, with the same checks.
 
+mod streaming;
 mod synthesis;
 mod transcription;
 
 use std::sync::Arc;
 
+pub use streaming::{SpeechPiece, synthesize_streaming};
 pub use synthesis::{AudioFormat, Speech, SpeechRequest, parse_format, synthesize};
 pub use transcription::{PlannedStream, TranscribeRequest, Transcription, plan_stream, transcribe};
 

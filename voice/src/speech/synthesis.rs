@@ -14,16 +14,8 @@ use crate::encode::{FORMAT_NAMES, encode};
 
 /// A `response_format`, or the error naming the ones there are.
 pub fn parse_format(name: &str) -> Result<AudioFormat, VoiceError> {
-    AudioFormat::from_name(name).ok_or_else(|| {
-        VoiceError::UnsupportedFormat(if name == "aac" {
-            format!(
-                "\"aac\" is not offered: no maintained, freely licensed AAC encoder is built in \
-                 (fdk-aac is non-free); use {FORMAT_NAMES}"
-            )
-        } else {
-            format!("{name:?}: use {FORMAT_NAMES}")
-        })
-    })
+    AudioFormat::from_name(name)
+        .ok_or_else(|| VoiceError::UnsupportedFormat(format!("{name:?}: use {FORMAT_NAMES}")))
 }
 
 pub struct SpeechRequest {
@@ -49,7 +41,11 @@ struct CachedSpeech {
     sample_rate: u32,
 }
 
-pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Speech, VoiceError> {
+/// The request's text, trimmed, once text, speed and voice name are valid.
+pub(super) fn checked_text(
+    state: &AppState,
+    request: &SpeechRequest,
+) -> Result<String, VoiceError> {
     let text = request.text.trim().to_owned();
     if text.is_empty() {
         return Err(VoiceError::BadInput("text is empty".into()));
@@ -70,6 +66,11 @@ pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Spee
     {
         return Err(VoiceError::UnknownVoice(v.clone()));
     }
+    Ok(text)
+}
+
+pub async fn synthesize(state: &AppState, request: SpeechRequest) -> Result<Speech, VoiceError> {
+    let text = checked_text(state, &request)?;
     let engines = engines(state)?;
     let key = cache::key(
         "tts",

@@ -56,6 +56,27 @@ pub struct Synthesis {
     pub fallbacks: Vec<(&'static str, String)>,
 }
 
+/// One sentence of a streamed synthesis, and who made it.
+pub struct SentenceAudio<'a> {
+    pub engine: &'static str,
+    pub voice: &'a str,
+    /// The sentence, after the pause before it.
+    pub audio: Audio,
+}
+
+/// How a streamed synthesis went.
+#[derive(Debug)]
+pub struct StreamedSynthesis {
+    pub engine: &'static str,
+    /// Engines tried before this one, with their errors.
+    pub fallbacks: Vec<(&'static str, String)>,
+    /// Sentences synthesized, of how many.
+    pub sentences: usize,
+    pub of: usize,
+    /// The receiver went away: synthesis stopped early.
+    pub client_left: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     #[error("no engine has the voice {0:?}")]
@@ -128,6 +149,97 @@ impl TtsChain {
                     fallbacks.push((engine.name(), e.to_string()));
                 }
             }
+        }
+        let reasons: Vec<String> = fallbacks.iter().map(|(e, r)| format!("{e}: {r}")).collect();
+        Err(ChainError::AllFailed(if reasons.is_empty() {
+            "no engine is installed".to_owned()
+        } else {
+            reasons.join("; ")
+        }))
+    }
+
+    /// The text sentence by sentence, each handed to `emit` as soon as it
+    /// is synthesized (with the pause before it), so that a client hears
+    /// the first sentence while the rest are made. The engine is chosen on
+    /// the first sentence (falling back as `synthesize` does); once audio
+    /// has gone out, a later failure ends the stream with that error, in
+    /// the same voice or not at all. `emit` returns false when the client
+    /// went away: synthesis stops there.
+    pub fn synthesize_streaming(
+        &self,
+        text: &str,
+        voice: Option<&str>,
+        speed: f32,
+        mut emit: impl FnMut(SentenceAudio<'_>) -> bool,
+    ) -> Result<StreamedSynthesis, ChainError> {
+        let sentences = sentences::split(text, MAX_SENTENCE_CHARS);
+        let Some((first, rest)) = sentences.split_first() else {
+            return Err(ChainError::AllFailed("no text to speak".into()));
+        };
+        let mut fallbacks = Vec::new();
+        for (index, voice) in self.plan(voice)? {
+            let engine = &self.engines[index];
+            let audio = match engine.synthesize(first, &voice, speed) {
+                Ok(audio) if !audio.samples.is_empty() => audio,
+                Ok(_) => {
+                    fallbacks.push((engine.name(), "produced no audio".to_owned()));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(engine = engine.name(), error = %e, "text-to-speech engine failed, trying the next");
+                    fallbacks.push((engine.name(), e.to_string()));
+                    continue;
+                }
+            };
+            let rate = audio.sample_rate;
+            let mut done = StreamedSynthesis {
+                engine: engine.name(),
+                fallbacks,
+                sentences: 1,
+                of: sentences.len(),
+                client_left: false,
+            };
+            let first = SentenceAudio {
+                engine: engine.name(),
+                voice: &voice,
+                audio,
+            };
+            if !emit(first) {
+                done.client_left = true;
+                return Ok(done);
+            }
+            let pause = (rate as f32 * self.sentence_silence_secs) as usize;
+            for sentence in rest {
+                let audio = engine.synthesize(sentence, &voice, speed).map_err(|e| {
+                    ChainError::AllFailed(format!(
+                        "{}: {e} (after {} sentences)",
+                        engine.name(),
+                        done.sentences
+                    ))
+                })?;
+                if audio.sample_rate != rate {
+                    return Err(ChainError::AllFailed(format!(
+                        "{}: sentences came back at different sample rates",
+                        engine.name()
+                    )));
+                }
+                let mut samples = vec![0.0; pause];
+                samples.extend(audio.samples);
+                done.sentences += 1;
+                let next = SentenceAudio {
+                    engine: engine.name(),
+                    voice: &voice,
+                    audio: Audio {
+                        samples,
+                        sample_rate: rate,
+                    },
+                };
+                if !emit(next) {
+                    done.client_left = true;
+                    return Ok(done);
+                }
+            }
+            return Ok(done);
         }
         let reasons: Vec<String> = fallbacks.iter().map(|(e, r)| format!("{e}: {r}")).collect();
         Err(ChainError::AllFailed(if reasons.is_empty() {
