@@ -13,6 +13,7 @@ pub mod error_text;
 pub mod health;
 pub mod http_metrics;
 pub mod models;
+pub mod openai_voices;
 pub mod redis;
 pub mod serve;
 pub mod service;

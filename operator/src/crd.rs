@@ -251,6 +251,32 @@ pub struct VoiceSpec {
     pub runtime_class_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_env: Vec<EnvVar>,
+    /// Which installed voice each of OpenAI's voice names speaks with on
+    /// `/v1/audio/speech` (`alloy: en_US-joe-medium`); a name left out
+    /// speaks with the default voice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "openai_voices_schema")]
+    pub openai_voices: BTreeMap<String, String>,
+}
+
+/// A map whose keys must be OpenAI's voice names: the API server refuses
+/// another key, listing the names.
+fn openai_voices_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use voicechat_common::openai_voices::{OPENAI_VOICES, VOICE_NAME_PATTERN};
+    let names = OPENAI_VOICES
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"type": "string", "pattern": VOICE_NAME_PATTERN},
+        "maxProperties": OPENAI_VOICES.len(),
+        "x-kubernetes-validations": [{
+            "rule": format!("self.all(k, k in [{names}])"),
+            "message": format!("keys are OpenAI's voice names: {}", OPENAI_VOICES.join(", ")),
+        }],
+    })
 }
 
 /// Engines of the voice service, each list in order of preference is fixed
@@ -364,6 +390,7 @@ impl Default for VoiceSpec {
             tolerations: None,
             runtime_class_name: None,
             extra_env: Vec::new(),
+            openai_voices: BTreeMap::new(),
         }
     }
 }

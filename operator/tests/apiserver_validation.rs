@@ -61,6 +61,15 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
         .expect("read the stored stack");
     assert_eq!(stored, "1 1 Auto");
 
+    apply(
+        &plane,
+        &stack_yaml(
+            "openai-voices",
+            "{voice: {openaiVoices: {alloy: en_US-joe-medium, nova: es}}}",
+        ),
+    )
+    .expect("a table of OpenAI voice names is accepted");
+
     let refused = [
         (
             "{redis: {mode: External}}",
@@ -123,6 +132,15 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
         (
             "{models: [{url: 'https://h/x.bin', sha256: '{sha}', path: '../x.bin'}]}",
             "spec.models[0].path",
+        ),
+        // OpenAI's voice names only, each to one voice name.
+        (
+            "{voice: {openaiVoices: {robot: en_US-joe-medium}}}",
+            "keys are OpenAI's voice names: alloy, ash",
+        ),
+        (
+            "{voice: {openaiVoices: {alloy: 'a,b=c'}}}",
+            "spec.voice.openaiVoices.alloy",
         ),
     ];
     let sha = "ab".repeat(32);

@@ -76,6 +76,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
         },
+        openai_voices: Default::default(),
     }
 }
 

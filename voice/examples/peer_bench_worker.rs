@@ -98,7 +98,7 @@ impl Engines {
         let samples = audio::resample(&decoded, STT_SAMPLE_RATE).map_err(|e| e.to_string())?;
         let options = SttOptions {
             language: Some("en".into()),
-            grammar: None,
+            ..SttOptions::default()
         };
         let started = Instant::now();
         let transcript = engine

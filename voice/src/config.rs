@@ -49,6 +49,8 @@ pub struct VoiceConfig {
     pub cors: voicechat_common::cors::AllowedOrigins,
     /// How long a client may take to send a request's headers and body.
     pub deadlines: RequestDeadlines,
+    /// Which installed voice each of OpenAI's voice names gets.
+    pub openai_voices: voicechat_common::openai_voices::OpenAiVoices,
 }
 
 /// A comma-separated engine list of variable `name`; unset means every
@@ -155,6 +157,9 @@ impl VoiceConfig {
             stt_engines: parse_engines(
                 "VOICE_STT_ENGINES",
                 config::env_string("VOICE_STT_ENGINES").as_deref(),
+            )?,
+            openai_voices: voicechat_common::openai_voices::OpenAiVoices::parse(
+                config::env_string("OPENAI_VOICE_MAP").as_deref(),
             )?,
         })
     }

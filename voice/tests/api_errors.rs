@@ -129,9 +129,13 @@ async fn bad_input_gets_clear_4xx_errors() {
         400,
         "tiny.en cannot hear language xx and Vosk has no model"
     );
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["code"],
-        "unsupported_language"
+    let e = r.json::<Value>().await.unwrap();
+    assert_eq!(e["error"]["code"], "unsupported_language");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains(
+            "no installed engine recognizes language \"xx\" (installed: whisper en, vosk ko"
+        ),
+        "the refusal says what is installed: {e}"
     );
 }
 #[tokio::test]

@@ -1,7 +1,8 @@
 """Drives the voice service with the official `openai` Python package,
 unchanged except for base_url and api_key (a JWT): speech in every format
 (probed and decoded with ffprobe/ffmpeg, then transcribed again),
-transcription in every response format, model listing, and errors. Prints
+transcription in every response format (word timestamps, streamed),
+model listing, and errors. Prints
 one JSON object for voice/tests/openai_client.rs to check.
 
     python3 openai_client.py BASE_URL TOKEN WORK_DIR
@@ -62,6 +63,27 @@ with open(path, "rb") as f:
     out["srt"] = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
 with open(path, "rb") as f:
     out["text"] = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="text")
+
+# Word timestamps, and a streamed transcription (transcript.text.delta
+# events, then transcript.text.done), as the client asks for them.
+with open(path, "rb") as f:
+    timed = client.audio.transcriptions.create(
+        model="whisper-1", file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"])
+    out["words"] = {"text": timed.text, "duration": timed.duration,
+                    "words": [{"word": w.word, "start": w.start, "end": w.end} for w in (timed.words or [])]}
+with open(path, "rb") as f:
+    events = list(client.audio.transcriptions.create(model="whisper-1", file=f, stream=True))
+out["stream"] = {
+    "types": [e.type for e in events],
+    "deltas": "".join(e.delta for e in events if e.type == "transcript.text.delta"),
+    "text": next((e.text for e in events if e.type == "transcript.text.done"), None),
+}
+with open(path, "rb") as f:
+    try:
+        client.audio.translations.create(model="whisper-1", file=f)
+        out["translation_error"] = None
+    except openai.BadRequestError as e:
+        out["translation_error"] = {"status": e.status_code, "message": str(e)}
 
 # Uploads in the containers people have, made by ffmpeg from the WAV:
 # each transcribed through the client (the container found from the bytes:

@@ -148,7 +148,55 @@ async fn the_official_openai_client_works_unchanged() {
         r["text"].as_str().unwrap().trim(),
         r["json"].as_str().unwrap()
     );
-    assert_eq!(r["verbose"]["language"], "en");
+    assert_eq!(r["verbose"]["language"], "english");
+    let timed = &r["words"];
+    let words = timed["words"].as_array().unwrap();
+    let joined: Vec<&str> = words.iter().map(|w| w["word"].as_str().unwrap()).collect();
+    assert!(
+        word_error_rate(said, &joined.join(" ")) <= 0.1,
+        "word timestamps through the client: {timed}"
+    );
+    let mut last_end = 0.0;
+    for w in words {
+        let (start, end) = (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap());
+        assert!(start >= last_end && end >= start, "{timed}");
+        last_end = end;
+    }
+    assert!(
+        last_end <= timed["duration"].as_f64().unwrap() + 0.05,
+        "{timed}"
+    );
+    let stream = &r["stream"];
+    let types = stream["types"].as_array().unwrap();
+    assert_eq!(
+        types.last().and_then(Value::as_str),
+        Some("transcript.text.done"),
+        "{stream}"
+    );
+    assert!(
+        types[..types.len() - 1]
+            .iter()
+            .all(|t| t == "transcript.text.delta")
+            && types.len() >= 2,
+        "{stream}"
+    );
+    assert_eq!(
+        stream["deltas"], stream["text"],
+        "the deltas add up to the text"
+    );
+    assert!(
+        word_error_rate(said, stream["text"].as_str().unwrap()) <= 0.1,
+        "{stream}"
+    );
+    let translation = &r["translation_error"];
+    assert_eq!(translation["status"], 400, "tiny.en cannot translate: {r}");
+    assert!(
+        translation["message"]
+            .as_str()
+            .unwrap()
+            .contains("multilingual Whisper model"),
+        "{translation}"
+    );
     assert!(r["verbose"]["duration"].as_f64().unwrap() > 1.0);
     assert!(r["verbose"]["segments"].as_u64().unwrap() >= 1);
     assert!(

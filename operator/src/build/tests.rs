@@ -400,6 +400,22 @@ fn engine_choices_reach_the_voice_service() {
         !config(&plain, "demo-voice-config").contains_key("VOICE_STT_ENGINES"),
         "unset: the service's defaults"
     );
+    assert!(!config(&plain, "demo-voice-config").contains_key("OPENAI_VOICE_MAP"));
+}
+
+#[test]
+fn the_openai_voice_table_reaches_the_voice_service() {
+    let mut spec = VoiceChatStackSpec::default();
+    spec.voice.openai_voices = BTreeMap::from([
+        ("nova".to_owned(), "en_GB-alan-low".to_owned()),
+        ("alloy".to_owned(), "en_US-joe-medium".to_owned()),
+    ]);
+    let c = built(spec, SttProfile::Cpu);
+    let table = &config(&c, "demo-voice-config")["OPENAI_VOICE_MAP"];
+    assert_eq!(table, "alloy=en_US-joe-medium,nova=en_GB-alan-low");
+    // What the operator writes, the service reads.
+    let read = voicechat_common::openai_voices::OpenAiVoices::parse(Some(table)).unwrap();
+    assert_eq!(read.resolve("nova").as_deref(), Some("en_GB-alan-low"));
 }
 
 #[test]

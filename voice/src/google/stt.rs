@@ -42,12 +42,16 @@ fn parse(answer: &serde_json::Value, language: &str) -> Transcript {
             texts.push(t.trim().to_owned());
         }
         let words = best["words"].as_array().into_iter().flatten();
-        segments.extend(words.map(|w| Segment {
-            start: seconds(&w["startTime"]),
-            end: seconds(&w["endTime"]),
-            text: w["word"].as_str().unwrap_or_default().to_owned(),
+        segments.extend(words.map(|w| {
+            Segment::new(
+                seconds(&w["startTime"]),
+                seconds(&w["endTime"]),
+                w["word"].as_str().unwrap_or_default().to_owned(),
+            )
         }));
     }
+    // Google's segments are words.
+    let words = segments.iter().map(Segment::as_word).collect();
     Transcript {
         text: texts.join(" "),
         language: answer["results"][0]["languageCode"]
@@ -55,6 +59,7 @@ fn parse(answer: &serde_json::Value, language: &str) -> Transcript {
             .unwrap_or(language)
             .to_owned(),
         segments,
+        words,
     }
 }
 

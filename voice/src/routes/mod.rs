@@ -2,8 +2,10 @@
 
 pub mod native;
 pub mod openai;
+pub mod openai_stt;
 pub mod ops;
 pub mod speech_stream;
+pub mod sse;
 pub mod stream;
 
 pub use voicechat_common::auth::Caller;

@@ -12,7 +12,7 @@ use voicechat_common::api_error::ApiError;
 use super::Caller;
 use crate::speech::{self, AudioFormat, SpeechRequest, TranscribeRequest, VoiceError};
 use crate::state::AppState;
-use crate::stt::request::parse_grammar;
+use crate::stt::request::{DecodingRequest, parse_grammar};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,12 +73,48 @@ pub struct SttQuery {
     engine: Option<String>,
     /// JSON array of phrases.
     grammar: Option<String>,
+    prompt: Option<String>,
+    temperature: Option<String>,
 }
 
 /// An uploaded audio file and the form fields beside it.
 pub struct Upload {
     pub audio: Bytes,
-    pub fields: std::collections::HashMap<String, String>,
+    pub fields: FormFields,
+}
+
+/// Form fields in the order sent; a name may come more than once
+/// (`timestamp_granularities[]`).
+#[derive(Debug, Default)]
+pub struct FormFields(Vec<(String, String)>);
+
+/// More fields than any client of these routes sends.
+const MAX_FORM_FIELDS: usize = 32;
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+impl FromIterator<(String, String)> for FormFields {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+}
+
+impl FormFields {
+    /// The last non-empty value of `name`.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Reads `multipart/form-data` (audio in `file`) or a raw WAV body.
@@ -94,7 +130,7 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
             .await
             .map_err(|e| VoiceError::BadInput(e.body_text()))?;
         let mut audio = None;
-        let mut fields = std::collections::HashMap::new();
+        let mut fields = Vec::new();
         while let Some(field) = multipart
             .next_field()
             .await
@@ -107,13 +143,27 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
                 .map_err(|e| VoiceError::BadInput(format!("bad multipart field {name:?}: {e}")))?;
             if name == "file" {
                 audio = Some(data);
-            } else if data.len() <= 64 * 1024 {
-                fields.insert(name, String::from_utf8_lossy(&data).into_owned());
+                continue;
             }
+            if data.len() > MAX_FIELD_BYTES {
+                return Err(VoiceError::BadInput(format!(
+                    "form field {name:?} is {} bytes; the limit is {MAX_FIELD_BYTES}",
+                    data.len()
+                )));
+            }
+            if fields.len() == MAX_FORM_FIELDS {
+                return Err(VoiceError::BadInput(format!(
+                    "more than {MAX_FORM_FIELDS} form fields"
+                )));
+            }
+            fields.push((name, String::from_utf8_lossy(&data).into_owned()));
         }
         let audio = audio
             .ok_or_else(|| VoiceError::BadInput("multipart body has no \"file\" field".into()))?;
-        return Ok(Upload { audio, fields });
+        return Ok(Upload {
+            audio,
+            fields: FormFields(fields),
+        });
     }
     // Any audio type: the container is found from the bytes, not from the
     // label (browsers label WebM as video/webm, some clients send octets).
@@ -135,7 +185,7 @@ pub async fn read_upload(state: &AppState, request: Request) -> Result<Upload, V
     let audio = read_limited(request.into_body(), state.config.max_audio_bytes).await?;
     Ok(Upload {
         audio,
-        fields: std::collections::HashMap::new(),
+        fields: FormFields::default(),
     })
 }
 
@@ -176,7 +226,7 @@ pub async fn stt(
     request: Request,
 ) -> Result<Json<speech::Transcription>, ApiError> {
     let upload = read_upload(&state, request).await?;
-    let field = |name: &str| upload.fields.get(name).cloned();
+    let field = |name: &str| upload.fields.get(name);
     let grammar = parse_grammar(query.grammar.or_else(|| field("grammar")).as_deref())
         .map_err(VoiceError::from)?;
     let transcription = speech::transcribe(
@@ -186,6 +236,11 @@ pub async fn stt(
             language: query.language.or_else(|| field("language")),
             engine: query.engine.or_else(|| field("engine")),
             grammar,
+            decoding: DecodingRequest {
+                prompt: query.prompt.or_else(|| field("prompt")),
+                temperature: query.temperature.or_else(|| field("temperature")),
+                ..DecodingRequest::default()
+            },
         },
     )
     .await?;

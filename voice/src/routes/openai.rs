@@ -3,24 +3,17 @@
 //! shape (`{"error": {"message", "type", "param", "code"}}`).
 
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::Caller;
-use super::native::{audio_response, read_upload};
+use super::native::audio_response;
 use super::speech_stream::{StreamFormat, streamed_speech};
-use crate::engine_name::{EngineName, SttEngine};
-use crate::speech::{self, SpeechRequest, TranscribeRequest, Transcription, VoiceError};
+use crate::speech::{self, SpeechRequest, VoiceError};
 use crate::state::AppState;
-
-/// OpenAI's built-in voice names; they map to the default voice, so that
-/// code written for OpenAI speaks without changes.
-const OPENAI_VOICES: &[&str] = &[
-    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
-];
 
 pub struct OpenAiError(VoiceError);
 
@@ -76,7 +69,9 @@ pub async fn speech(
     // mp3 by default, as OpenAI's.
     let format = speech::parse_format(body.response_format.as_deref().unwrap_or("mp3"))?;
     let stream = StreamFormat::parse(body.stream_format.as_deref())?;
-    let voice = body.voice.filter(|v| !OPENAI_VOICES.contains(&v.as_str()));
+    let voice = body
+        .voice
+        .and_then(|v| state.config.openai_voices.resolve(&v));
     let request = SpeechRequest {
         text: body.input,
         voice,
@@ -96,109 +91,36 @@ pub async fn speech(
     Ok(response)
 }
 
-/// `POST /v1/audio/transcriptions` (multipart: `file`, `model`, `language`,
-/// `response_format` json/text/srt/vtt/verbose_json). `model` names an
-/// local engine (`whisper`, `vosk`); `whisper-1` and others let routing pick.
-pub async fn transcriptions(
-    State(state): State<AppState>,
-    _caller: Caller,
-    request: Request,
-) -> Result<Response, OpenAiError> {
-    let upload = read_upload(&state, request).await?;
-    let field = |name: &str| upload.fields.get(name).cloned().filter(|v| !v.is_empty());
-    let format = field("response_format").unwrap_or_else(|| "json".into());
-    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&format.as_str()) {
-        return Err(VoiceError::BadInput(format!(
-            "response_format {format:?} is not json, text, srt, vtt or verbose_json"
-        ))
-        .into());
-    }
-    let engine = field("model").filter(|m| SttEngine::parse(m).is_some_and(SttEngine::is_local));
-    let t = speech::transcribe(
-        &state,
-        TranscribeRequest {
-            audio: upload.audio,
-            language: field("language"),
-            engine,
-            grammar: None,
-        },
-    )
-    .await?;
-    Ok(render(&t, &format))
-}
-
-fn render(t: &Transcription, format: &str) -> Response {
-    match format {
-        "text" => text(format!("{}\n", t.text), "text/plain; charset=utf-8"),
-        "srt" => text(subtitles(t, false), "application/x-subrip"),
-        "vtt" => text(subtitles(t, true), "text/vtt"),
-        "verbose_json" => Json(json!({
-            "task": "transcribe",
-            "language": t.language,
-            "duration": t.duration,
-            "text": t.text,
-            "segments": t.segments.iter().enumerate().map(|(i, s)| json!({
-                "id": i, "start": s.start, "end": s.end, "text": s.text,
-            })).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        _ => Json(json!({ "text": t.text })).into_response(),
-    }
-}
-
-fn text(body: String, content_type: &'static str) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// SRT or WebVTT cues, one per segment.
-pub fn subtitles(t: &Transcription, vtt: bool) -> String {
-    let stamp = |secs: f64| {
-        let ms = (secs.max(0.0) * 1000.0).round() as u64;
-        let sep = if vtt { '.' } else { ',' };
-        format!(
-            "{:02}:{:02}:{:02}{sep}{:03}",
-            ms / 3_600_000,
-            ms / 60_000 % 60,
-            ms / 1000 % 60,
-            ms % 1000
-        )
-    };
-    let mut out = String::new();
-    if vtt {
-        out.push_str("WEBVTT\n\n");
-    }
-    for (i, s) in t.segments.iter().enumerate() {
-        if !vtt {
-            out.push_str(&format!("{}\n", i + 1));
-        }
-        out.push_str(&format!(
-            "{} --> {}\n{}\n\n",
-            stamp(s.start),
-            stamp(s.end),
-            s.text
-        ));
-    }
-    out
-}
-
+/// `GET /v1/models`, in OpenAI's shape: OpenAI's speech model names
+/// (which route to the local engines), each healthy engine, and each
+/// installed voice, so clients that pick from the list find them.
 pub async fn models(State(state): State<AppState>, _caller: Caller) -> Response {
-    let mut ids = vec!["whisper-1".to_owned(), "tts-1".to_owned()];
+    let model = |id: &str, owned_by: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": owned_by});
+    let mut data: Vec<_> = ["whisper-1", "tts-1", "tts-1-hd"]
+        .iter()
+        .map(|id| model(id, "voicechat"))
+        .collect();
     if let Some(engines) = state.engines.get() {
-        ids.extend(
+        data.extend(
             engines
                 .status()
                 .into_iter()
                 .filter(|e| e.healthy)
-                .map(|e| e.name.to_owned()),
+                .map(|e| model(e.name, "voicechat")),
+        );
+        data.extend(
+            engines
+                .tts
+                .voices()
+                .iter()
+                .map(|v| model(&v.name, v.engine)),
         );
     }
-    let data: Vec<_> = ids
-        .into_iter()
-        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "voicechat"}))
-        .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
+/// `GET /v1/audio/voices`: the installed voices, and what OpenAI's voice
+/// names stand for here.
 pub async fn voices(
     State(state): State<AppState>,
     _caller: Caller,
@@ -210,35 +132,14 @@ pub async fn voices(
         .into_iter()
         .map(|v| json!({"voice_id": v.name, "name": v.name, "engine": v.engine, "language": v.language}))
         .collect();
-    Ok(Json(json!({ "voices": voices })).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stt::Segment;
-
-    #[test]
-    fn srt_and_vtt_timestamps() {
-        let t = Transcription {
-            text: "hi there".into(),
-            language: "en".into(),
-            engine: "whisper".into(),
-            duration: 3.5,
-            segments: vec![Segment {
-                start: 0.0,
-                end: 3661.5,
-                text: "hi there".into(),
-            }],
-            cached: false,
-        };
-        assert_eq!(
-            subtitles(&t, false),
-            "1\n00:00:00,000 --> 01:01:01,500\nhi there\n\n"
-        );
-        assert_eq!(
-            subtitles(&t, true),
-            "WEBVTT\n\n00:00:00.000 --> 01:01:01.500\nhi there\n\n"
-        );
-    }
+    let table = &state.config.openai_voices;
+    let openai: serde_json::Map<String, serde_json::Value> =
+        voicechat_common::openai_voices::OPENAI_VOICES
+            .iter()
+            .map(|name| {
+                let voice = table.resolve(name).map_or(json!(null), |v| json!(v));
+                ((*name).to_owned(), voice)
+            })
+            .collect();
+    Ok(Json(json!({ "voices": voices, "openai_voices": openai })).into_response())
 }

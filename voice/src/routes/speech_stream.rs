@@ -13,6 +13,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::json;
 
+use super::sse::event;
 use crate::speech::{self, SpeechPiece, SpeechRequest, VoiceError};
 use crate::state::AppState;
 
@@ -84,11 +85,7 @@ pub async fn streamed_speech(
             Body::from_stream(first.chain(more))
         }
         StreamFormat::Sse => {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            super::sse::headers(&mut headers);
             let first =
                 futures_util::stream::once(async move { Ok::<_, std::io::Error>(delta(&audio)) });
             let more = rest.filter_map(move |piece| async move {
@@ -125,8 +122,4 @@ fn delta(audio: &[u8]) -> Bytes {
         "type": "speech.audio.delta",
         "audio": base64::engine::general_purpose::STANDARD.encode(audio),
     }))
-}
-
-fn event(value: &serde_json::Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
 }

@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 pub use streaming::{SpeechPiece, synthesize_streaming};
 pub use synthesis::{AudioFormat, Speech, SpeechRequest, parse_format, synthesize};
-pub use transcription::{PlannedStream, TranscribeRequest, Transcription, plan_stream, transcribe};
+pub use transcription::{
+    PlannedStream, PreparedTranscription, TranscribeRequest, Transcription, plan_stream, prepare,
+    transcribe,
+};
 
 use crate::audio::AudioError;
 use crate::engines::Engines;
@@ -61,6 +64,9 @@ impl VoiceError {
             Self::UnsupportedFormat(_) => "unsupported_format",
             Self::Route(RouteError::UnknownEngine(_)) => "unknown_engine",
             Self::Route(RouteError::EnginesUnavailable(_)) => "engine_unavailable",
+            Self::Route(RouteError::TranslationNeedsMultilingualWhisper(_)) => {
+                "translation_unavailable"
+            }
             Self::Route(_) => "unsupported_language",
             Self::EnginesFailed(_) => "engines_failed",
             Self::Internal(_) => "internal_error",

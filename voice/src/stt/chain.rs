@@ -89,7 +89,9 @@ impl SttChain {
                     healthy,
                     supports_language: healthy && e.supports(language),
                     supports_grammar: e.supports_grammar(),
+                    supports_translation: healthy && e.supports_translation(),
                     lightweight: e.is_lightweight(),
+                    languages: e.languages(),
                 }
             })
             .collect()
@@ -103,6 +105,8 @@ impl SttChain {
             engine: request.engine.as_deref(),
             duration_secs,
             has_grammar: request.options.grammar.is_some(),
+            language: request.options.language.as_deref(),
+            translate: request.options.translate,
         };
         router::plan(&facts, &route, self.profile, self.short_audio_secs).map(SttPlan)
     }
@@ -129,11 +133,7 @@ impl SttChain {
         ) {
             return Ok(Recognition {
                 engine: self.first(plan),
-                transcript: Transcript {
-                    text: String::new(),
-                    language: options.language.clone().unwrap_or_default(),
-                    segments: Vec::new(),
-                },
+                transcript: Transcript::empty(options.language.clone().unwrap_or_default()),
                 failed: Vec::new(),
             });
         }
@@ -147,6 +147,13 @@ impl SttChain {
                         engine: engine.engine(),
                         transcript,
                         failed,
+                    });
+                }
+                // Nobody to answer: the next engine would work for no one.
+                Err(e @ SttError::Cancelled { .. }) => {
+                    return Err(AllFailed {
+                        failed,
+                        reasons: e.to_string(),
                     });
                 }
                 Err(e) => {
@@ -210,8 +217,7 @@ mod tests {
             }
             Ok(Transcript {
                 text: self.name().into(),
-                language: options.language.clone().unwrap_or_default(),
-                segments: Vec::new(),
+                ..Transcript::empty(options.language.clone().unwrap_or_default())
             })
         }
         fn start_stream(&self, _: &SttOptions) -> Result<Box<dyn SttStream + '_>, SttError> {

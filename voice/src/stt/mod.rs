@@ -20,6 +20,51 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// How the decoder got there, where the engine says (Whisper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding: Option<SegmentDecoding>,
+}
+
+impl Segment {
+    pub fn new(start: f64, end: f64, text: String) -> Self {
+        Self {
+            start,
+            end,
+            text,
+            decoding: None,
+        }
+    }
+
+    /// The segment as a word, for engines whose segments are words.
+    pub fn as_word(&self) -> Word {
+        Word {
+            word: self.text.clone(),
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// What OpenAI's `verbose_json` says of a segment's decoding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentDecoding {
+    /// The text's token ids.
+    pub tokens: Vec<i32>,
+    /// Mean log probability of the text's tokens.
+    pub avg_logprob: f64,
+    /// The model's probability that the segment holds no speech.
+    pub no_speech_prob: f64,
+    /// The sampling temperature the segment was decoded at.
+    pub temperature: f64,
+}
+
+/// One word and when it was said.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Word {
+    pub word: String,
+    /// Seconds from the start of the audio.
+    pub start: f64,
+    pub end: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +73,8 @@ pub struct Transcript {
     /// The language recognized (or asked for).
     pub language: String,
     pub segments: Vec<Segment>,
+    /// Word timings, where they were asked for and the engine has them.
+    pub words: Vec<Word>,
 }
 
 impl Transcript {
@@ -42,7 +89,13 @@ impl Transcript {
             text,
             language,
             segments,
+            words: Vec::new(),
         }
+    }
+
+    /// Nothing heard.
+    pub fn empty(language: String) -> Self {
+        Self::from_segments(Vec::new(), language)
     }
 }
 
@@ -54,6 +107,9 @@ pub enum SttError {
     Unavailable { engine: SttEngine, reason: String },
     #[error("{engine} failed: {reason}")]
     Failed { engine: SttEngine, reason: String },
+    /// The listener went away (`SegmentSink::gone`) and the engine stopped.
+    #[error("{engine} stopped: the client went away")]
+    Cancelled { engine: SttEngine },
 }
 
 /// Options of one recognition.
@@ -64,6 +120,47 @@ pub struct SttOptions {
     /// Restrict recognition to these phrases (engines with
     /// `supports_grammar`).
     pub grammar: Option<Vec<String>>,
+    /// Text that comes before the audio: names and spellings to expect
+    /// (Whisper's initial prompt; engines without one ignore it).
+    pub prompt: Option<String>,
+    /// Sampling temperature, 0 to 1 (`None`: the engine's default).
+    pub temperature: Option<f32>,
+    /// Answer in English whatever was spoken (engines with
+    /// `supports_translation`).
+    pub translate: bool,
+    /// Time each word (`Transcript::words`).
+    pub word_timestamps: bool,
+    /// Told of each segment as soon as it is decoded, for streamed answers.
+    pub on_segment: Option<SegmentSink>,
+}
+
+/// Where an engine reports segments as it decodes them; it also says when
+/// nobody listens any more, so the engine may stop.
+#[derive(Clone)]
+pub struct SegmentSink(std::sync::Arc<dyn SegmentListener>);
+
+pub trait SegmentListener: Send + Sync {
+    fn segment(&self, segment: &Segment);
+    /// Whether the listener has gone (the client left).
+    fn gone(&self) -> bool;
+}
+
+impl SegmentSink {
+    pub fn new(listener: std::sync::Arc<dyn SegmentListener>) -> Self {
+        Self(listener)
+    }
+    pub fn segment(&self, segment: &Segment) {
+        self.0.segment(segment);
+    }
+    pub fn gone(&self) -> bool {
+        self.0.gone()
+    }
+}
+
+impl std::fmt::Debug for SegmentSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SegmentSink")
+    }
 }
 
 /// What a streaming recognizer reports after a chunk of audio.
@@ -97,6 +194,10 @@ pub trait SpeechToText: Send + Sync {
     fn supports(&self, language: Option<&str>) -> bool;
     /// Whether it can restrict recognition to a list of phrases.
     fn supports_grammar(&self) -> bool {
+        false
+    }
+    /// Whether it can answer in English what was said in another language.
+    fn supports_translation(&self) -> bool {
         false
     }
     /// Whether it is much cheaper than the others, so that on CPU short

@@ -12,11 +12,27 @@ pub enum InvalidRequest {
     GrammarSize,
     #[error("grammar must be a JSON array of strings: {0}")]
     GrammarJson(String),
+    #[error("prompt is {0} bytes; at most {MAX_PROMPT_BYTES} are taken")]
+    PromptSize(usize),
+    #[error("temperature {0:?} is not a number between 0 and 1")]
+    Temperature(String),
 }
 
 const MAX_LANGUAGE_BYTES: usize = 8;
 const MAX_GRAMMAR_PHRASES: usize = 1000;
 const MAX_PHRASE_BYTES: usize = 200;
+/// Whisper reads at most 224 tokens of prompt; this is well past that.
+const MAX_PROMPT_BYTES: usize = 4096;
+
+/// How to decode, beyond language and grammar (the OpenAI fields).
+#[derive(Debug, Clone, Default)]
+pub struct DecodingRequest {
+    pub prompt: Option<String>,
+    /// As the client wrote it.
+    pub temperature: Option<String>,
+    pub translate: bool,
+    pub word_timestamps: bool,
+}
 
 /// What is asked of speech-to-text, apart from the audio.
 #[derive(Debug, Clone)]
@@ -52,8 +68,47 @@ impl SttRequest {
             options: SttOptions {
                 language: language.map(|l| l.to_ascii_lowercase()),
                 grammar,
+                ..SttOptions::default()
             },
         })
+    }
+
+    /// Adds the decoding fields, checked.
+    pub fn with_decoding(mut self, decoding: DecodingRequest) -> Result<Self, InvalidRequest> {
+        if let Some(p) = &decoding.prompt
+            && p.len() > MAX_PROMPT_BYTES
+        {
+            return Err(InvalidRequest::PromptSize(p.len()));
+        }
+        let temperature = decoding
+            .temperature
+            .map(|t| match t.trim().parse::<f32>() {
+                Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+                _ => Err(InvalidRequest::Temperature(t)),
+            })
+            .transpose()?;
+        self.options.prompt = decoding.prompt.filter(|p| !p.trim().is_empty());
+        self.options.temperature = temperature;
+        self.options.translate = decoding.translate;
+        self.options.word_timestamps = decoding.word_timestamps;
+        Ok(self)
+    }
+
+    /// What makes two requests' answers differ, apart from the audio: the
+    /// cache key's parts.
+    pub fn cache_parts(&self) -> String {
+        let o = &self.options;
+        let grammar = o.grammar.as_ref().map(|g| g.join("\u{1f}"));
+        format!(
+            "{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{}\u{1e}{}",
+            self.engine,
+            o.language,
+            grammar,
+            o.prompt,
+            o.temperature.map(f32::to_bits),
+            o.translate,
+            o.word_timestamps
+        )
     }
 }
 
@@ -82,6 +137,44 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn prompts_and_temperatures_are_bounded() {
+        let base = || SttRequest::new(None, None, None).unwrap();
+        let with = |prompt: Option<String>, temperature: Option<&str>| {
+            base().with_decoding(DecodingRequest {
+                prompt,
+                temperature: temperature.map(str::to_owned),
+                ..DecodingRequest::default()
+            })
+        };
+        let r = with(Some("Kubernetes, Wyoming".into()), Some("0.4")).unwrap();
+        assert_eq!(r.options.prompt.as_deref(), Some("Kubernetes, Wyoming"));
+        assert_eq!(r.options.temperature, Some(0.4));
+        assert!(with(Some("x".repeat(4096)), Some("1")).is_ok());
+        assert_eq!(
+            with(Some("x".repeat(4097)), None).unwrap_err(),
+            InvalidRequest::PromptSize(4097)
+        );
+        for bad in ["-0.1", "1.5", "hot", "NaN"] {
+            assert_eq!(
+                with(None, Some(bad)).unwrap_err(),
+                InvalidRequest::Temperature(bad.into())
+            );
+        }
+        // Every field that changes the answer changes the cache key.
+        let key = |r: SttRequest| r.cache_parts();
+        let plain = key(base());
+        assert_ne!(plain, key(with(Some("p".into()), None).unwrap()));
+        assert_ne!(plain, key(with(None, Some("0.2")).unwrap()));
+        let words = base()
+            .with_decoding(DecodingRequest {
+                word_timestamps: true,
+                ..DecodingRequest::default()
+            })
+            .unwrap();
+        assert_ne!(plain, key(words));
     }
 
     #[test]

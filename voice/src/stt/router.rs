@@ -23,7 +23,10 @@ pub struct EngineFacts {
     pub healthy: bool,
     pub supports_language: bool,
     pub supports_grammar: bool,
+    pub supports_translation: bool,
     pub lightweight: bool,
+    /// Languages it has models for (`*`: any), for error messages.
+    pub languages: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +35,10 @@ pub struct RouteRequest<'a> {
     pub engine: Option<&'a str>,
     pub duration_secs: f64,
     pub has_grammar: bool,
+    /// The language asked for (`None`: any, detected).
+    pub language: Option<&'a str>,
+    /// The answer is to be in English.
+    pub translate: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,13 +47,36 @@ pub enum RouteError {
     UnknownEngine(String),
     #[error("{0} cannot recognize this language")]
     EngineLacksLanguage(SttEngine),
-    #[error("no installed engine can recognize this language")]
-    NoEngineForLanguage,
+    #[error("no installed engine recognizes language {language:?} (installed: {installed})")]
+    NoEngineForLanguage { language: String, installed: String },
+    #[error("translation needs a multilingual Whisper model (installed: {0})")]
+    TranslationNeedsMultilingualWhisper(String),
     #[error("a grammar needs the vosk engine with a model for this language")]
     GrammarNeedsVosk,
     /// The request may be fine: the engines that could take it did not load.
     #[error("{} not loaded (see /health) and no other engine can recognize this language", names(.0))]
     EnginesUnavailable(Vec<SttEngine>),
+}
+
+/// `whisper en, vosk ko`: what is installed, for error messages.
+fn installed(engines: &[EngineFacts]) -> String {
+    let list: Vec<String> = engines
+        .iter()
+        .filter(|e| e.healthy)
+        .map(|e| {
+            let languages = if e.languages.iter().any(|l| l == "*") {
+                "multilingual".to_owned()
+            } else {
+                e.languages.join("/")
+            };
+            format!("{} {languages}", e.engine.as_str())
+        })
+        .collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
 }
 
 fn names(engines: &[SttEngine]) -> String {
@@ -74,6 +104,11 @@ pub fn plan(
         if !engines[index].supports_language {
             return Err(RouteError::EngineLacksLanguage(engine));
         }
+        if request.translate && !engines[index].supports_translation {
+            return Err(RouteError::TranslationNeedsMultilingualWhisper(installed(
+                engines,
+            )));
+        }
         if request.has_grammar && !engines[index].supports_grammar {
             return Err(RouteError::GrammarNeedsVosk);
         }
@@ -82,6 +117,7 @@ pub fn plan(
     let capable: Vec<usize> = (0..engines.len())
         .filter(|&i| engines[i].supports_language)
         .filter(|&i| !request.has_grammar || engines[i].supports_grammar)
+        .filter(|&i| !request.translate || engines[i].supports_translation)
         .collect();
     if capable.is_empty() {
         let unavailable: Vec<SttEngine> = engines
@@ -93,8 +129,13 @@ pub fn plan(
             RouteError::EnginesUnavailable(unavailable)
         } else if request.has_grammar {
             RouteError::GrammarNeedsVosk
+        } else if request.translate && engines.iter().any(|e| e.supports_language) {
+            RouteError::TranslationNeedsMultilingualWhisper(installed(engines))
         } else {
-            RouteError::NoEngineForLanguage
+            RouteError::NoEngineForLanguage {
+                language: request.language.unwrap_or("(detected)").to_owned(),
+                installed: installed(engines),
+            }
         });
     }
     let prefer_lightweight =
@@ -119,14 +160,18 @@ mod tests {
                 healthy: true,
                 supports_language: true,
                 supports_grammar: false,
+                supports_translation: false,
                 lightweight: false,
+                languages: vec!["en".into()],
             },
             EngineFacts {
                 engine: SttEngine::Vosk,
                 healthy: true,
                 supports_language: vosk_has_language,
                 supports_grammar: true,
+                supports_translation: false,
                 lightweight: true,
+                languages: vec!["ko".into()],
             },
         ]
     }
@@ -136,7 +181,53 @@ mod tests {
             engine,
             duration_secs: secs,
             has_grammar: grammar,
+            language: None,
+            translate: false,
         }
+    }
+
+    #[test]
+    fn a_language_nobody_has_is_refused_naming_what_is_installed() {
+        let mut facts = engines(false);
+        facts[0].supports_language = false;
+        let request = RouteRequest {
+            language: Some("es"),
+            ..req(None, 3.0, false)
+        };
+        let err = plan(&facts, &request, SttProfile::Cpu, 10.0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no installed engine recognizes language \"es\" (installed: whisper en, vosk ko)"
+        );
+    }
+
+    #[test]
+    fn translation_goes_to_an_engine_that_translates_or_is_refused() {
+        let translate = RouteRequest {
+            translate: true,
+            ..req(None, 3.0, false)
+        };
+        let err = plan(&engines(true), &translate, SttProfile::Cpu, 10.0).unwrap_err();
+        assert_eq!(
+            err,
+            RouteError::TranslationNeedsMultilingualWhisper("whisper en, vosk ko".into())
+        );
+        let explicit = RouteRequest {
+            engine: Some("vosk"),
+            ..translate.clone()
+        };
+        assert!(matches!(
+            plan(&engines(true), &explicit, SttProfile::Cpu, 10.0),
+            Err(RouteError::TranslationNeedsMultilingualWhisper(_))
+        ));
+        let mut multilingual = engines(true);
+        multilingual[0].supports_translation = true;
+        multilingual[0].languages = vec!["*".into()];
+        // Short audio on CPU would go to Vosk first; Vosk cannot translate.
+        assert_eq!(
+            plan(&multilingual, &translate, SttProfile::Cpu, 10.0).unwrap(),
+            [0]
+        );
     }
 
     #[test]

@@ -97,7 +97,12 @@ struct VoskStream {
 fn settled(language: &str, result: &vosk::CompleteResult) -> Transcript {
     let mut segments = Vec::new();
     collect(&mut segments, result);
-    Transcript::from_segments(segments, language.to_owned())
+    // Vosk's segments are words.
+    let words = segments.iter().map(Segment::as_word).collect();
+    Transcript {
+        words,
+        ..Transcript::from_segments(segments, language.to_owned())
+    }
 }
 
 impl SttStream for VoskStream {
@@ -215,10 +220,8 @@ fn collect(words: &mut Vec<Segment>, result: &vosk::CompleteResult) {
         timed
             .into_iter()
             .filter(|(_, _, word)| !word.is_empty() && *word != "[unk]")
-            .map(|(start, end, word)| Segment {
-                start: f64::from(start),
-                end: f64::from(end),
-                text: word.to_owned(),
+            .map(|(start, end, word)| {
+                Segment::new(f64::from(start), f64::from(end), word.to_owned())
             }),
     );
 }

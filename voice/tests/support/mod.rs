@@ -80,6 +80,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
         },
+        openai_voices: Default::default(),
     }
 }
 

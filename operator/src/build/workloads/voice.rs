@@ -48,6 +48,10 @@ pub fn voice_config(
             threads_from_cpu_limit(voice.resources.as_ref()).to_string(),
         );
     }
+    if !voice.openai_voices.is_empty() {
+        use voicechat_common::openai_voices::{OpenAiVoices, VARIABLE};
+        data.insert(VARIABLE.into(), OpenAiVoices::to_env(&voice.openai_voices));
+    }
     // Unset lists leave the service's defaults (every engine).
     if let Some(engines) = &voice.engines {
         if let Some(tts) = &engines.tts {

@@ -125,11 +125,8 @@ mod tests {
         let transcript = Transcript {
             text: "hello".into(),
             language: "en".into(),
-            segments: vec![Segment {
-                start: 0.0,
-                end: 0.5,
-                text: "hello".into(),
-            }],
+            segments: vec![Segment::new(0.0, 0.5, "hello".into())],
+            words: Vec::new(),
         };
         assert_eq!(
             wire(ServerEvent::settled(
