@@ -77,6 +77,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
             body_timeout: Duration::from_secs(120),
         },
         openai_voices: Default::default(),
+        wyoming: voicechat_voice::wyoming::WyomingSettings::off(),
     }
 }
 

@@ -13,6 +13,7 @@ use voicechat_common::stt_profile::SttProfile;
 use crate::engine_name::{EngineName, SttEngine, TtsEngine};
 use crate::google::GoogleSettings;
 use crate::stt::whisper::WhisperSettings;
+use crate::wyoming::WyomingSettings;
 
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
@@ -51,6 +52,8 @@ pub struct VoiceConfig {
     pub deadlines: RequestDeadlines,
     /// Which installed voice each of OpenAI's voice names gets.
     pub openai_voices: voicechat_common::openai_voices::OpenAiVoices,
+    /// The Wyoming protocol's port and limits.
+    pub wyoming: WyomingSettings,
 }
 
 /// A comma-separated engine list of variable `name`; unset means every
@@ -161,8 +164,44 @@ impl VoiceConfig {
             openai_voices: voicechat_common::openai_voices::OpenAiVoices::parse(
                 config::env_string("OPENAI_VOICE_MAP").as_deref(),
             )?,
+            wyoming: wyoming_from_env(listen)?,
         })
     }
+}
+
+/// `WYOMING_PORT` (10300; 0 turns Wyoming off) on the HTTP port's address.
+fn wyoming_from_env(http: SocketAddr) -> Result<WyomingSettings, ConfigError> {
+    let port: u16 = config::env_parse("WYOMING_PORT", WyomingSettings::DEFAULT_PORT)?;
+    if port == 0 {
+        return Ok(WyomingSettings::off());
+    }
+    if port == http.port() {
+        return Err(ConfigError::Invalid {
+            name: "WYOMING_PORT".into(),
+            message: format!("{port} is the HTTP port (VOICE_PORT)"),
+        });
+    }
+    let defaults = WyomingSettings::on(SocketAddr::new(http.ip(), port));
+    let idle_secs =
+        config::env_parse("WYOMING_IDLE_TIMEOUT_SECS", defaults.idle_timeout.as_secs())?;
+    if !(1..=3600).contains(&idle_secs) {
+        return Err(ConfigError::Invalid {
+            name: "WYOMING_IDLE_TIMEOUT_SECS".into(),
+            message: format!("{idle_secs} is not between 1 and 3600"),
+        });
+    }
+    let max_connections = config::env_parse("WYOMING_MAX_CONNECTIONS", defaults.max_connections)?;
+    if max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            name: "WYOMING_MAX_CONNECTIONS".into(),
+            message: "must be at least 1 (WYOMING_PORT=0 turns Wyoming off)".into(),
+        });
+    }
+    Ok(WyomingSettings {
+        idle_timeout: Duration::from_secs(idle_secs),
+        max_connections,
+        ..defaults
+    })
 }
 
 /// The first installed model of the profile's preference list (the first

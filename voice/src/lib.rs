@@ -1,6 +1,6 @@
 //! The voice service: text-to-speech (Piper, espeak-ng) and speech-to-text
 //! (Whisper, Vosk) with routing, fallback, a Redis cache and an
-//! OpenAI-compatible API.
+//! OpenAI-compatible API, and the Wyoming protocol for Home Assistant.
 
 pub mod app;
 pub mod audio;
@@ -18,3 +18,4 @@ pub mod speech;
 pub mod state;
 pub mod stt;
 pub mod tts;
+pub mod wyoming;

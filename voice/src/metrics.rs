@@ -1,6 +1,6 @@
 //! The voice service's Prometheus metrics.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use voicechat_common::http_metrics::HttpMetrics;
 
 #[derive(Clone)]
@@ -18,6 +18,14 @@ pub struct VoiceMetrics {
     /// Streamed syntheses by `outcome`: `finished`, `failed`, or
     /// `client_left` (stopped early: the client went away).
     pub tts_streams: IntCounterVec,
+    /// Wyoming connections open now.
+    pub wyoming_connections: IntGauge,
+    /// Wyoming events received, by `type` (the protocol's own, else `other`).
+    pub wyoming_events: IntCounterVec,
+    /// Wyoming connections ended, by `reason`: `client`, `idle`,
+    /// `shutdown`, `too_large`, `malformed`, `truncated`, `refused`, `io`,
+    /// `too_many_connections`.
+    pub wyoming_closed: IntCounterVec,
 }
 
 impl VoiceMetrics {
@@ -50,12 +58,28 @@ impl VoiceMetrics {
             Opts::new("tts_streams_total", "Streamed syntheses by how they ended"),
             &["outcome"],
         )?;
+        let wyoming_connections =
+            IntGauge::new("wyoming_connections", "Wyoming connections open now")?;
+        let wyoming_events = IntCounterVec::new(
+            Opts::new("wyoming_events_total", "Wyoming events received"),
+            &["type"],
+        )?;
+        let wyoming_closed = IntCounterVec::new(
+            Opts::new(
+                "wyoming_closed_total",
+                "Wyoming connections ended, by reason",
+            ),
+            &["reason"],
+        )?;
         for c in [
             Box::new(engine_seconds.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(realtime_factor.clone()),
             Box::new(fallbacks.clone()),
             Box::new(cache.clone()),
             Box::new(tts_streams.clone()),
+            Box::new(wyoming_connections.clone()),
+            Box::new(wyoming_events.clone()),
+            Box::new(wyoming_closed.clone()),
         ] {
             registry.register(c)?;
         }
@@ -67,6 +91,9 @@ impl VoiceMetrics {
             fallbacks,
             cache,
             tts_streams,
+            wyoming_connections,
+            wyoming_events,
+            wyoming_closed,
         })
     }
 }

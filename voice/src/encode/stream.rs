@@ -15,6 +15,8 @@ pub struct StreamEncoder {
 enum State {
     /// Nothing pushed yet: the rate is not known.
     Start,
+    /// 16-bit PCM at the voice's own rate (Wyoming's audio chunks).
+    NativePcm,
     Pcm,
     Wav,
     Mp3 {
@@ -30,6 +32,23 @@ impl StreamEncoder {
         Self {
             format,
             state: State::Start,
+        }
+    }
+
+    /// Raw 16-bit little-endian mono PCM at the rate the voice speaks at,
+    /// no container, no resampling: what Wyoming's `audio-chunk` carries.
+    pub fn native_pcm() -> Self {
+        Self {
+            format: AudioFormat::Pcm,
+            state: State::NativePcm,
+        }
+    }
+
+    /// The rate of the bytes this encoder makes from audio at `rate`.
+    pub fn output_rate(&self, rate: u32) -> u32 {
+        match self.state {
+            State::NativePcm => rate,
+            _ => super::output_rate(self.format, rate),
         }
     }
 
@@ -63,6 +82,7 @@ impl StreamEncoder {
         }
         match &mut self.state {
             State::Start => {}
+            State::NativePcm => out.extend(encode_pcm16(audio)),
             State::Pcm => {
                 let at = resampled(audio, PCM_SAMPLE_RATE)?;
                 out.extend(encode_pcm16(&at));
@@ -84,7 +104,7 @@ impl StreamEncoder {
     /// What is left: the end of the stream (or, for FLAC and AAC, all of it).
     pub fn finish(&mut self) -> Result<Vec<u8>, EncodeError> {
         match &mut self.state {
-            State::Start | State::Pcm | State::Wav => Ok(Vec::new()),
+            State::Start | State::NativePcm | State::Pcm | State::Wav => Ok(Vec::new()),
             State::Mp3 { stream, .. } => stream.finish(),
             State::Opus(stream) => stream.finish(),
             State::Whole(all) => match self.format {

@@ -10,7 +10,7 @@ mod transcription;
 
 use std::sync::Arc;
 
-pub use streaming::{SpeechPiece, synthesize_streaming};
+pub use streaming::{SpeechPiece, synthesize_streaming, synthesize_streaming_with};
 pub use synthesis::{AudioFormat, Speech, SpeechRequest, parse_format, synthesize};
 pub use transcription::{
     PlannedStream, PreparedTranscription, TranscribeRequest, Transcription, plan_stream, prepare,

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::synthesis::{SpeechRequest, checked_text};
 use super::{VoiceError, engines, run_blocking};
-use crate::encode::{StreamEncoder, output_rate};
+use crate::encode::StreamEncoder;
 use crate::state::AppState;
 use crate::tts::ChainError;
 
@@ -34,11 +34,22 @@ pub enum SpeechPiece {
     Refused(VoiceError),
 }
 
-/// Starts the synthesis; the first piece is `Started`, or the error that
-/// came before any audio.
+/// Starts the synthesis in the request's format; the first piece is
+/// `Started`, or the error that came before any audio.
 pub async fn synthesize_streaming(
     state: &AppState,
     request: SpeechRequest,
+) -> Result<(SpeechPiece, mpsc::Receiver<SpeechPiece>), VoiceError> {
+    let encoder = StreamEncoder::new(request.format);
+    synthesize_streaming_with(state, request, encoder).await
+}
+
+/// `synthesize_streaming` with the bytes made by `encoder` (which
+/// overrides the request's format).
+pub async fn synthesize_streaming_with(
+    state: &AppState,
+    request: SpeechRequest,
+    mut encoder: StreamEncoder,
 ) -> Result<(SpeechPiece, mpsc::Receiver<SpeechPiece>), VoiceError> {
     let text = checked_text(state, &request)?;
     let engines = engines(state)?;
@@ -48,7 +59,6 @@ pub async fn synthesize_streaming(
         let failed = tx.clone();
         let streams = worker_state.metrics.tts_streams.clone();
         let outcome = run_blocking(&worker_state, move || {
-            let mut encoder = StreamEncoder::new(request.format);
             let mut audio_secs = 0.0;
             let mut encode_error = None;
             let result = engines.tts.synthesize_streaming(
@@ -69,7 +79,7 @@ pub async fn synthesize_streaming(
                         SpeechPiece::Started {
                             engine: sentence.engine,
                             voice: sentence.voice.to_owned(),
-                            sample_rate: output_rate(request.format, sentence.audio.sample_rate),
+                            sample_rate: encoder.output_rate(sentence.audio.sample_rate),
                             audio: bytes,
                         }
                     } else {

@@ -279,6 +279,15 @@ impl SpeechToText for WhisperStt {
     }
 }
 
+/// Every language code multilingual Whisper knows (`en`, `zh`, ...), in
+/// its order.
+pub fn all_languages() -> Vec<String> {
+    (0..=whisper_rs::get_lang_max_id())
+        .filter_map(whisper_rs::get_lang_str)
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A language's English name as Whisper knows it (`es` → `spanish`), as
 /// OpenAI's `verbose_json` reports it.
 pub fn language_name(code: &str) -> Option<&'static str> {

@@ -27,6 +27,59 @@ pub fn split(text: &str, max_chars: usize) -> Vec<String> {
     sentences
 }
 
+/// Text that arrives in pieces (an LLM's answer, Wyoming's streaming
+/// synthesis), cut into sentences as soon as each is known to be
+/// complete: a sentence end followed by whitespace, or a line break. What
+/// may still go on stays buffered until `finish`; a buffer that grows past
+/// `max_chars` without an end is cut as `split` cuts.
+#[derive(Debug)]
+pub struct SentenceBuffer {
+    pending: String,
+    max_chars: usize,
+}
+
+impl SentenceBuffer {
+    pub fn new(max_chars: usize) -> Self {
+        Self {
+            pending: String::new(),
+            max_chars,
+        }
+    }
+
+    /// Adds `text`; returns the sentences it completed.
+    pub fn push(&mut self, text: &str) -> Vec<String> {
+        self.pending.push_str(text);
+        let mut complete_to = 0;
+        let mut chars = self.pending.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let next = chars.peek().map(|&(_, n)| n);
+            let ends = match c {
+                '\n' | '\r' => true,
+                '。' | '！' | '？' => true,
+                '.' | '!' | '?' => next.is_some_and(char::is_whitespace),
+                _ => false,
+            };
+            if ends {
+                complete_to = i + c.len_utf8();
+            }
+        }
+        let mut done = split(&self.pending[..complete_to], self.max_chars);
+        self.pending.drain(..complete_to);
+        if self.pending.chars().count() > self.max_chars {
+            let mut parts = split(&self.pending, self.max_chars);
+            // The last part may still grow.
+            self.pending = parts.pop().unwrap_or_default();
+            done.extend(parts);
+        }
+        done
+    }
+
+    /// The rest of the text, as sentences.
+    pub fn finish(&mut self) -> Vec<String> {
+        split(&std::mem::take(&mut self.pending), self.max_chars)
+    }
+}
+
 fn flush(current: &mut String, out: &mut Vec<String>, max_chars: usize) {
     let mut rest = current.trim().to_owned();
     current.clear();
@@ -85,5 +138,27 @@ mod tests {
                 .iter()
                 .all(|p| p.chars().count() <= 10)
         );
+    }
+
+    #[test]
+    fn a_buffer_gives_sentences_once_they_are_complete() {
+        let mut b = SentenceBuffer::new(100);
+        assert!(b.push("Sure, I can").is_empty());
+        assert_eq!(b.push(" help. Version 2"), ["Sure, I can help."]);
+        assert!(b.push(".").is_empty(), "an end needs what follows it");
+        assert_eq!(b.push("5 is out. Next"), ["Version 2.5 is out."]);
+        assert_eq!(b.push(" line\nand"), ["Next line"]);
+        assert!(b.push(" the end!").is_empty());
+        assert_eq!(b.finish(), ["and the end!"]);
+        assert!(b.finish().is_empty());
+        assert_eq!(b.push("안녕하세요。감사"), ["안녕하세요。"]);
+    }
+
+    #[test]
+    fn a_buffer_without_sentence_ends_is_cut_at_the_limit() {
+        let mut b = SentenceBuffer::new(10);
+        assert!(b.push("one two").is_empty());
+        assert_eq!(b.push(" three four five"), ["one two", "three four"]);
+        assert_eq!(b.finish(), ["five"]);
     }
 }

@@ -15,6 +15,10 @@ use voicechat_voice::config::VoiceConfig;
 use voicechat_voice::engine_name::{EngineName, SttEngine, TtsEngine};
 use voicechat_voice::state::AppState;
 
+/// Short, so that the idle test is quick; clients in the tests never
+/// pause this long between events.
+pub const WYOMING_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 pub const SECRET: &str = "voice-integration-test-secret-0123456789";
 
 pub fn models_dir() -> PathBuf {
@@ -81,12 +85,18 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
             body_timeout: Duration::from_secs(120),
         },
         openai_voices: Default::default(),
+        wyoming: voicechat_voice::wyoming::WyomingSettings {
+            idle_timeout: WYOMING_IDLE_TIMEOUT,
+            ..voicechat_voice::wyoming::WyomingSettings::on("127.0.0.1:0".parse().expect("addr"))
+        },
     }
 }
 
 /// A voice service running on its own runtime thread for the whole binary.
 pub struct Service {
     pub addr: SocketAddr,
+    /// The Wyoming port (when the configuration turns it on).
+    pub wyoming: Option<SocketAddr>,
     pub redis: Option<RedisServer>,
 }
 
@@ -101,16 +111,37 @@ impl Service {
                     .await
                     .expect("bind");
                 let addr = listener.local_addr().expect("addr");
+                let wyoming = match config.wyoming.listen {
+                    Some(at) => Some(
+                        tokio::net::TcpListener::bind(at)
+                            .await
+                            .expect("bind wyoming"),
+                    ),
+                    None => None,
+                };
+                let wyoming_addr = wyoming.as_ref().map(|l| l.local_addr().expect("addr"));
                 let state = AppState::from_config(config).expect("state");
                 state.load_engines().await;
-                tx.send(addr).expect("send addr");
+                tx.send((addr, wyoming_addr)).expect("send addr");
+                if let Some(listener) = wyoming {
+                    let stop = tokio_util::sync::CancellationToken::new();
+                    tokio::spawn(voicechat_voice::wyoming::serve(
+                        listener,
+                        state.clone(),
+                        stop,
+                    ));
+                }
                 voicechat_voice::app::serve(listener, state, std::future::pending())
                     .await
                     .expect("serve");
             });
         });
-        let addr = rx.recv().expect("service address");
-        Self { addr, redis }
+        let (addr, wyoming) = rx.recv().expect("service address");
+        Self {
+            addr,
+            wyoming,
+            redis,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
