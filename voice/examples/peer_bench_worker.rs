@@ -4,7 +4,7 @@
 //! peers' runs (faster-whisper, piper-tts) in one process each.
 //!
 //! {"op":"stt","model":"…/ggml-tiny.en.bin","audio":"jfk.wav","threads":2,
-//!  "fit_audio_ctx":true,"flash_attn":false,"beam_size":1}
+//!  "fit_audio_ctx":true,"flash_attn":false,"beam_size":1,"language":"en"}
 //!     → {"seconds":…,"text":"…"}
 //! {"op":"tts","voices":"…/piper","text":"…","silence":0.2}
 //!     → {"seconds":…,"first_audio":…,"audio_seconds":…,"wav":"…"}
@@ -97,14 +97,17 @@ impl Engines {
         let decoded = audio::decode_wav(&bytes, 600).map_err(|e| e.to_string())?;
         let samples = audio::resample(&decoded, STT_SAMPLE_RATE).map_err(|e| e.to_string())?;
         let options = SttOptions {
-            language: Some("en".into()),
+            // "auto" asks a multilingual model to detect the language.
+            language: Some(request["language"].as_str().unwrap_or("en").to_owned()),
             ..SttOptions::default()
         };
         let started = Instant::now();
         let transcript = engine
             .transcribe(&samples, &options)
             .map_err(|e| e.to_string())?;
-        Ok(json!({"seconds": started.elapsed().as_secs_f64(), "text": transcript.text}))
+        Ok(
+            json!({"seconds": started.elapsed().as_secs_f64(), "text": transcript.text, "language": transcript.language}),
+        )
     }
 
     fn tts(&mut self, voices: &Path, text: &str, silence: f32) -> Result<Value, String> {
