@@ -61,7 +61,7 @@ ENV RUST_LOG=info \
     VOICE_MODELS_DIR=/models \
     PIPER_ESPEAKNG_DATA_DIRECTORY=/usr/lib/x86_64-linux-gnu
 USER 65532:65532
-EXPOSE 8006
+EXPOSE 8006 10300
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8006 && printf 'GET /livez HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q ' 200 ' <&3"]
 ENTRYPOINT ["/usr/local/bin/voicechat-voice"]

@@ -14,7 +14,8 @@
 #
 # Settings (environment, all optional): LLM_URL (use that server instead of
 # starting Ollama; LLM_BACKEND=openai for an OpenAI-compatible one),
-# LLM_MODEL, CHAT_PORT (8007), VOICE_PORT (8006), REDIS_PORT (6390),
+# LLM_MODEL, CHAT_PORT (8007), VOICE_PORT (8006), WYOMING_PORT (10300, Home
+# Assistant's protocol on the voice service; 0: off), REDIS_PORT (6390),
 # OLLAMA_PORT (11435, beside a system Ollama on 11434), VOICECHAT_PROFILE
 # (release; the test suite uses debug, which it has already built).
 set -euo pipefail
@@ -26,7 +27,7 @@ for arg in "$@"; do
   case "$arg" in
     --smoke) smoke=1 ;;
     --browser) browser=1 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +46,7 @@ chmod 700 "$state"
 redis_port="${REDIS_PORT:-6390}"
 chat_port="${CHAT_PORT:-8007}"
 voice_port="${VOICE_PORT:-8006}"
+wyoming_port="${WYOMING_PORT:-10300}"
 ollama_port="${OLLAMA_PORT:-11435}"
 export LLM_MODEL="${LLM_MODEL:-smollm2:135m-instruct-q4_1}"
 start_llm=0
@@ -107,7 +109,7 @@ CHAT_PORT="$chat_port" CHAT_BIND="${CHAT_BIND:-127.0.0.1}" CHAT_WEB_DIR="$PWD/we
   "$bins/voicechat-chat" >"$state/chat.log" 2>&1 &
 pids+=($!)
 # The web client at the chat service's origin calls the voice service.
-VOICE_PORT="$voice_port" VOICE_BIND="${VOICE_BIND:-127.0.0.1}" \
+VOICE_PORT="$voice_port" VOICE_BIND="${VOICE_BIND:-127.0.0.1}" WYOMING_PORT="$wyoming_port" \
   CORS_ALLOWED_ORIGINS="$chat_origin,http://localhost:$chat_port" \
   "$bins/voicechat-voice" >"$state/voice.log" 2>&1 &
 pids+=($!)
@@ -133,6 +135,7 @@ cat <<MSG
   chat service   $chat_origin   (health: /health, metrics: /metrics, logs: $state/chat.log)
   WebSocket      ws://127.0.0.1:$chat_port/ws/chat?token=\$TOKEN
   voice service  http://127.0.0.1:$voice_port   (voices: /api/v1/voices, OpenAI API: /v1/audio/*)
+  Wyoming        tcp 127.0.0.1:$wyoming_port   (Home Assistant: add the "Wyoming Protocol" integration with this host and port)
   LLM            $LLM_URL model $LLM_MODEL: $llm_state
   demo token     (user "demo", 24 h)
 export TOKEN=$token
@@ -154,6 +157,17 @@ if [ "$smoke" = 1 ]; then
   export CHAT_URL="$chat_origin" VOICE_URL="http://127.0.0.1:$voice_port" TOKEN="$token"
   echo "==> smoke conversation"
   "$bins/voicechat-smoke"
+  if [ "$wyoming_port" != 0 ]; then
+    echo "==> Wyoming answers describe"
+    exec 3<>"/dev/tcp/127.0.0.1/$wyoming_port"
+    printf '{"type":"describe"}\n' >&3
+    IFS= read -r -t 10 header <&3 || true
+    exec 3<&- 3>&-
+    case "$header" in
+      *'"type":"info"'*) echo "    $header" ;;
+      *) echo "Wyoming on port $wyoming_port answered describe with: ${header:-nothing}" >&2; exit 1 ;;
+    esac
+  fi
   if [ "$browser" = 1 ]; then
     echo "==> browser test (headless Chromium)"
     playwright="$cache/node-playwright-core-1.65.1"

@@ -32,16 +32,17 @@ export PATH="$HOME/.cargo/bin:$PATH"
 ./scripts/fetch-models.sh >/dev/null
 source "${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/env.sh"
 
-# The official OpenAI Python client, for the compatibility test (a venv
-# under ~/.cache, keyed by its version).
-openai_venv="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/venv-openai-3.54.0"
-if [ ! -x "$openai_venv/bin/python" ] || ! "$openai_venv/bin/python" -c 'import openai' 2>/dev/null; then
-  echo "==> installing the openai Python client (3.54.0)"
-  rm -rf "$openai_venv"
-  python3 -m venv "$openai_venv"
-  "$openai_venv/bin/pip" install --quiet openai==3.54.0
+# Clients nobody here wrote, for the compatibility tests: the official
+# OpenAI Python client and Home Assistant's `wyoming` package (a venv under
+# ~/.cache, keyed by their versions).
+clients_venv="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/venv-clients-openai3.54.0-wyoming1.10.2"
+if [ ! -x "$clients_venv/bin/python" ] || ! "$clients_venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then
+  echo "==> installing the openai (3.54.0) and wyoming (1.10.2) Python clients"
+  rm -rf "$clients_venv"
+  python3 -m venv "$clients_venv"
+  "$clients_venv/bin/pip" install --quiet openai==3.54.0 wyoming==1.10.2
 fi
-export VOICECHAT_OPENAI_PYTHON="$openai_venv/bin/python"
+export VOICECHAT_OPENAI_PYTHON="$clients_venv/bin/python" VOICECHAT_WYOMING_PYTHON="$clients_venv/bin/python"
 
 # A real Kubernetes control plane (etcd, kube-apiserver,
 # kube-controller-manager, kubectl) and helm, built from Go modules once and
@@ -69,7 +70,7 @@ source scripts/lib/ollama.sh
 start_ollama "${TEST_OLLAMA_PORT:-11437}" .cache/test/ollama.log
 export VOICECHAT_TEST_LLM_URL="http://$OLLAMA_HOST" VOICECHAT_TEST_LLM_MODEL="$LLM_MODEL"
 
-export REQUIRE_REAL_DEPS=redis,models,openai-python,openssl,kubernetes,llm,oci,ffmpeg
+export REQUIRE_REAL_DEPS=redis,models,openai-python,wyoming-python,openssl,kubernetes,llm,oci,ffmpeg
 export VOICECHAT_SKIP_LOG
 VOICECHAT_SKIP_LOG="$(mktemp)"
 trap 'rm -f "$VOICECHAT_SKIP_LOG"; kill "$OLLAMA_PID" 2>/dev/null || true' EXIT

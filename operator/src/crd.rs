@@ -5,6 +5,7 @@
 //! and the speech-to-text profile picked from the cluster's nodes.
 
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -257,6 +258,32 @@ pub struct VoiceSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "openai_voices_schema")]
     pub openai_voices: BTreeMap<String, String>,
+    /// Home Assistant's Wyoming protocol on the voice service (TCP 10300).
+    #[serde(default, skip_serializing_if = "WyomingSpec::is_default")]
+    pub wyoming: WyomingSpec,
+}
+
+/// Wyoming has no authentication: whoever reaches the port can use the
+/// engines. So it is off unless enabled, and then a NetworkPolicy admits
+/// only the peers listed (by default, pods of the stack's namespace).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WyomingSpec {
+    /// Serve Wyoming on port 10300 (named `wyoming` on the voice Service).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Who may connect, as NetworkPolicy peers (namespaceSelector,
+    /// podSelector, ipBlock); empty: every pod in the stack's namespace.
+    /// Enforced where the cluster's network plugin enforces policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allow_from: Vec<NetworkPolicyPeer>,
+}
+
+impl WyomingSpec {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// A map whose keys must be OpenAI's voice names: the API server refuses
@@ -391,6 +418,7 @@ impl Default for VoiceSpec {
             runtime_class_name: None,
             extra_env: Vec::new(),
             openai_voices: BTreeMap::new(),
+            wyoming: WyomingSpec::default(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! concurrent clients, the latency of a cache hit, and the time to the
 //! first audio byte of a 600-character paragraph, streamed
 //! (`stream_format: audio`) against not, with Piper's time for its first
-//! sentence alone.
+//! sentence alone. Last, the same speech over the Wyoming protocol
+//! against HTTP, alternating, on a service without a cache: synthesis of
+//! the paragraph and transcription of the same audio.
 //!
 //! ./scripts/fetch-models.sh && source ~/.cache/voicechat/env.sh
 //! cargo bench -p voicechat-voice --bench speech
@@ -242,6 +244,8 @@ async fn main() {
         }
     }
 
+    let wyoming = wyoming_against_http(&models, &token, rounds).await;
+
     let show = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.1}"))
@@ -318,6 +322,15 @@ async fn main() {
         median(streamed_ms.clone()) / median(whole_ms.clone()),
         median(first_sentence_ms.clone()),
         median(streamed_ms.clone()) - median(first_sentence_ms.clone())
+    );
+    println!(
+        "  Wyoming against HTTP, no cache, {rounds} alternating rounds: TTS {:.0} / {:.0} ms (ratio {:.2}), STT of the same audio {:.0} / {:.0} ms (ratio {:.2})",
+        median(wyoming.tts_wyoming_ms.clone()),
+        median(wyoming.tts_http_ms.clone()),
+        median(wyoming.tts_wyoming_ms.clone()) / median(wyoming.tts_http_ms.clone()),
+        median(wyoming.stt_wyoming_ms.clone()),
+        median(wyoming.stt_http_ms.clone()),
+        median(wyoming.stt_wyoming_ms.clone()) / median(wyoming.stt_http_ms.clone()),
     );
     if hits.is_empty() {
         println!("  cache hit latency:      not measured (no redis-server)");
@@ -439,4 +452,155 @@ async fn concurrent_clients(api: &Api, clients: usize, rounds: usize) -> Concurr
     }
     total.wall_secs = started.elapsed().as_secs_f64();
     total
+}
+
+#[derive(Default)]
+struct ProtocolTimes {
+    tts_http_ms: Vec<f64>,
+    tts_wyoming_ms: Vec<f64>,
+    stt_http_ms: Vec<f64>,
+    stt_wyoming_ms: Vec<f64>,
+}
+
+/// The paragraph synthesized and its audio transcribed over HTTP and over
+/// Wyoming, alternating, on a service of its own without a cache.
+async fn wyoming_against_http(
+    models: &std::path::Path,
+    token: &str,
+    rounds: usize,
+) -> ProtocolTimes {
+    use voicechat_voice::wyoming::WyomingSettings;
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let wyoming_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (http_addr, wyoming_addr) = (
+        http_listener.local_addr().expect("addr"),
+        wyoming_listener.local_addr().expect("addr"),
+    );
+    let mut cfg = config(models, None);
+    cfg.wyoming = WyomingSettings::on(wyoming_addr);
+    let state = AppState::from_config(cfg).expect("state");
+    state.load_engines().await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(voicechat_voice::wyoming::serve(
+        wyoming_listener,
+        state.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(voicechat_voice::app::serve(
+        http_listener,
+        state,
+        stop.clone().cancelled_owned(),
+    ));
+    let api = Api {
+        http: reqwest::Client::new(),
+        addr: http_addr,
+        token: token.to_owned(),
+    };
+    let mut times = ProtocolTimes::default();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let wav = api.speak(1.0).await.expect("tts");
+        times.tts_http_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let (rate, pcm) = wyoming_speak(wyoming_addr, TEXT).await;
+        times
+            .tts_wyoming_ms
+            .push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(rate > 0 && !pcm.is_empty(), "no audio over Wyoming");
+        let t = Instant::now();
+        api.hear(wav.clone()).await.expect("stt");
+        times.stt_http_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // The same samples: the WAV's data chunk.
+        let decoded = audio::decode_wav(&wav, 600).expect("wav");
+        let same: Vec<u8> = audio::encode_pcm16(&decoded);
+        let t = Instant::now();
+        wyoming_hear(wyoming_addr, decoded.sample_rate, &same).await;
+        times
+            .stt_wyoming_ms
+            .push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.cancel();
+    times
+}
+
+struct Wyoming {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Wyoming {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (read, writer) = stream.into_split();
+        Self {
+            reader: tokio::io::BufReader::new(read),
+            writer,
+        }
+    }
+
+    async fn send(&mut self, event: voicechat_voice::wyoming::frame::Event) {
+        use tokio::io::AsyncWriteExt;
+        self.writer
+            .write_all(&voicechat_voice::wyoming::frame::encode(&event))
+            .await
+            .expect("write");
+    }
+
+    async fn next(&mut self) -> voicechat_voice::wyoming::frame::Event {
+        let limits = voicechat_voice::wyoming::FrameLimits::default();
+        let event = voicechat_voice::wyoming::frame::read_event(&mut self.reader, &limits)
+            .await
+            .expect("a frame")
+            .expect("an event");
+        assert_ne!(event.kind, "error", "{event:?}");
+        event
+    }
+}
+
+async fn wyoming_speak(addr: std::net::SocketAddr, text: &str) -> (u64, Vec<u8>) {
+    use voicechat_voice::wyoming::frame::Event;
+    let mut c = Wyoming::connect(addr).await;
+    c.send(Event::new(
+        "synthesize",
+        serde_json::json!({"text": text, "voice": {"name": "en_US-joe-medium"}}),
+    ))
+    .await;
+    let (mut rate, mut pcm) = (0, Vec::new());
+    loop {
+        let event = c.next().await;
+        match event.kind.as_str() {
+            "audio-start" => rate = event.u64("rate").unwrap_or_default(),
+            "audio-chunk" => pcm.extend(event.payload.unwrap_or_default()),
+            "audio-stop" => return (rate, pcm),
+            _ => {}
+        }
+    }
+}
+
+async fn wyoming_hear(addr: std::net::SocketAddr, rate: u32, pcm: &[u8]) {
+    use voicechat_voice::wyoming::frame::Event;
+    let format = serde_json::json!({"rate": rate, "width": 2, "channels": 1});
+    let mut c = Wyoming::connect(addr).await;
+    c.send(Event::new(
+        "transcribe",
+        serde_json::json!({"name": "whisper"}),
+    ))
+    .await;
+    c.send(Event::new("audio-start", format.clone())).await;
+    for chunk in pcm.chunks(2048) {
+        c.send(Event::new("audio-chunk", format.clone()).with_payload(chunk.to_vec()))
+            .await;
+    }
+    c.send(Event::new("audio-stop", serde_json::json!({})))
+        .await;
+    loop {
+        if c.next().await.kind == "transcript" {
+            return;
+        }
+    }
 }

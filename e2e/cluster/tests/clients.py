@@ -117,3 +117,60 @@ def speak(client, text: str) -> bytes:
 def transcribe(client, wav: bytes) -> str:
     result = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", wav, "audio/wav"))
     return result.text
+
+
+async def wyoming_round_trip(host: str, port: int, text: str, timeout: float = 120) -> dict:
+    """Home Assistant's side of Wyoming, with the `wyoming` package's client:
+    describe, synthesize `text` with the default voice, transcribe that audio
+    in 1,024-sample chunks. Returns the info's names and the transcript."""
+    import asyncio
+
+    from wyoming.asr import Transcribe, Transcript
+    from wyoming.audio import AudioChunk, AudioStart, AudioStop
+    from wyoming.client import AsyncTcpClient
+    from wyoming.error import Error
+    from wyoming.info import Describe, Info
+    from wyoming.tts import Synthesize
+
+    async def events(client):
+        while True:
+            event = await asyncio.wait_for(client.read_event(), timeout=timeout)
+            if event is None:
+                raise RuntimeError("the server closed the connection")
+            if Error.is_type(event.type):
+                raise RuntimeError(Error.from_event(event).text)
+            yield event
+
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Describe().event())
+        info = Info.from_event(await anext(events(client)))
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Synthesize(text=text).event())
+        start, pcm = None, bytearray()
+        async for event in events(client):
+            if AudioStart.is_type(event.type):
+                start = AudioStart.from_event(event)
+            elif AudioChunk.is_type(event.type):
+                pcm += AudioChunk.from_event(event).audio
+            elif AudioStop.is_type(event.type):
+                break
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Transcribe(language="en").event())
+        await client.write_event(start.event())
+        step = 2048
+        for i in range(0, len(pcm), step):
+            chunk = AudioChunk(rate=start.rate, width=start.width, channels=start.channels, audio=bytes(pcm[i:i + step]))
+            await client.write_event(chunk.event())
+        await client.write_event(AudioStop().event())
+        async for event in events(client):
+            if Transcript.is_type(event.type):
+                transcript = Transcript.from_event(event)
+                break
+    return {
+        "models": [m.name for p in info.asr for m in p.models],
+        "voices": [v.name for p in info.tts for v in p.voices],
+        "rate": start.rate,
+        "seconds": len(pcm) / 2 / start.rate,
+        "text": transcript.text,
+        "language": transcript.language,
+    }

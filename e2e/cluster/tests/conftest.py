@@ -101,8 +101,8 @@ def operator() -> dict:
 
 @pytest.fixture(scope="session")
 def stack(operator) -> dict:
-    """`spec: {}` plus the in-cluster Ollama, the Whisper model by URL and
-    NodePorts, in a restricted namespace: the operator's loader fetched the
+    """`spec: {}` plus the in-cluster Ollama, the Whisper model by URL,
+    Wyoming and NodePorts, in a restricted namespace: the operator's loader fetched the
     models from the mirror (the Piper voice and the LLM are the catalog's
     defaults), Ollama made its model from the cache; Ready because the
     kubelet's probes passed."""
@@ -146,6 +146,7 @@ spec:
   models: [{json.dumps(whisper_source())}]
   ollama: {{enabled: true}}
   redis: {{persistenceSize: 1Gi}}
+  voice: {{wyoming: {{enabled: true}}}}
 """)
     kubectl("-n", STACK_NAMESPACE, "wait", "--for=condition=Ready", f"vcs/{STACK}", "--timeout=600s",
             timeout=620)

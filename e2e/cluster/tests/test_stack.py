@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 from conftest import mirror, whisper_source
-from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe
+from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe, wyoming_round_trip
 from kube import (
     OPERATOR_NAMESPACE,
     audit_lines,
@@ -374,6 +374,29 @@ def test_speech_round_trip_with_the_official_openai_client(endpoints, token):
     expected = words(SPOKEN)
     missing = [w for w in expected if w not in heard]
     assert len(missing) <= 2, f"heard {heard}, expected {expected}"
+
+
+def test_home_assistant_speaks_and_hears_through_the_wyoming_port(stack, node_ip):
+    """The stack enables Wyoming: the voice Service's `wyoming` port, behind
+    a NetworkPolicy that admits only the stack's namespace on it (the
+    policy is checked as written: this cluster's bridge network does not
+    enforce policies), and the `wyoming` package's client round trip."""
+    import asyncio
+
+    svc = kubectl_json("-n", STACK_NAMESPACE, "get", "service", f"{STACK}-voice")
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["wyoming"]["port"] == 10300, ports
+    rules = kubectl_json("-n", STACK_NAMESPACE, "get", "networkpolicy", f"{STACK}-voice")["spec"]["ingress"]
+    by_port = {r["ports"][0]["port"]: r for r in rules}
+    assert "from" not in by_port[8006], "HTTP is open (it checks tokens)"
+    assert by_port[10300]["from"] == [{"podSelector": {}}], by_port
+    r = asyncio.run(wyoming_round_trip(node_ip, ports["wyoming"]["nodePort"], SPOKEN))
+    assert "whisper" in r["models"] and "en_US-joe-medium" in r["voices"], r
+    assert r["rate"] == 22050 and r["seconds"] > 1.5, r
+    heard, expected = words(r["text"]), words(SPOKEN)
+    missing = [w for w in expected if w not in heard]
+    assert len(missing) <= 2, f"heard {heard}, expected {expected}"
+    assert r["language"] == "en"
 
 
 def test_metrics_of_each_part_are_scraped(endpoints, operator):

@@ -129,7 +129,7 @@ pub fn build(
     }
     let mut services = vec![
         workloads::service(stack, Part::Chat, workloads::CHAT_PORT, spec.service_type),
-        workloads::service(stack, Part::Voice, workloads::VOICE_PORT, spec.service_type),
+        workloads::voice_service(stack),
     ];
     let mut pvcs = Vec::new();
     if spec.redis.mode == RedisMode::Managed {

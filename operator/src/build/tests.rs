@@ -578,3 +578,91 @@ fn a_stack_with_its_own_models_pvc_and_no_ollama_has_no_loader() {
             .any(|m| m.mount_path == "/models" && m.read_only == Some(true))
     );
 }
+
+#[test]
+fn wyoming_is_off_until_enabled_and_then_open_only_to_the_listed_peers() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    let plain = built(VoiceChatStackSpec::default(), SttProfile::Cpu);
+    assert_eq!(config(&plain, "demo-voice-config")["WYOMING_PORT"], "0");
+    let voice_service = |c: &Children| {
+        c.services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("demo-voice"))
+            .and_then(|s| s.spec.clone())
+            .and_then(|s| s.ports)
+            .unwrap()
+    };
+    assert_eq!(voice_service(&plain).len(), 1);
+    let policy_names = |c: &Children| -> Vec<String> {
+        c.network_policies
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect()
+    };
+    assert!(!policy_names(&plain).contains(&"demo-voice".to_owned()));
+
+    let mut spec = VoiceChatStackSpec::default();
+    spec.voice.wyoming.enabled = true;
+    let on = built(spec.clone(), SttProfile::Cpu);
+    assert_eq!(config(&on, "demo-voice-config")["WYOMING_PORT"], "10300");
+    let ports = voice_service(&on);
+    assert_eq!(
+        ports
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port))
+            .collect::<Vec<_>>(),
+        [("http".to_owned(), 8006), ("wyoming".to_owned(), 10300)]
+    );
+    let container_ports = container(deployment(&on, "demo-voice"))
+        .ports
+        .clone()
+        .unwrap();
+    assert!(
+        container_ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("wyoming") && p.container_port == 10300)
+    );
+    let rules = |c: &Children| {
+        c.network_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("demo-voice"))
+            .and_then(|p| p.spec.clone())
+            .and_then(|s| s.ingress)
+            .expect("a policy on the voice pods")
+    };
+    let default_rules = rules(&on);
+    let port_of = |r: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| {
+        r.ports.as_ref().unwrap()[0].port.clone().unwrap()
+    };
+    assert_eq!(port_of(&default_rules[0]), IntOrString::Int(8006));
+    assert_eq!(
+        default_rules[0].from, None,
+        "HTTP stays open (tokens guard it)"
+    );
+    assert_eq!(port_of(&default_rules[1]), IntOrString::Int(10300));
+    assert_eq!(
+        default_rules[1].from,
+        Some(vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..Default::default()
+        }]),
+        "by default the stack's own namespace"
+    );
+
+    let home_assistant = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                "home-assistant".to_owned(),
+            )])),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    spec.voice.wyoming.allow_from = vec![home_assistant.clone()];
+    let listed = built(spec, SttProfile::Cpu);
+    assert_eq!(rules(&listed)[1].from, Some(vec![home_assistant]));
+}

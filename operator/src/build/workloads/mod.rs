@@ -33,12 +33,14 @@ pub use models::{
 };
 pub use ollama::ollama;
 pub use redis::{redis, redis_pvc};
-pub use voice::{threads_from_cpu_limit, voice, voice_config};
+pub use voice::{threads_from_cpu_limit, voice, voice_config, voice_service};
 
 pub const CHAT_PORT: i32 = 8007;
 pub const VOICE_PORT: i32 = 8006;
 pub const REDIS_PORT: i32 = 6379;
 pub const OLLAMA_PORT: i32 = 11434;
+/// The voice service's Wyoming port (when `voice.wyoming.enabled`).
+pub const WYOMING_PORT: i32 = 10300;
 /// Annotation on pod templates: the checksum of their ConfigMap.
 pub const CONFIG_CHECKSUM: &str = "voicechat.dev/config-checksum";
 /// The user the chat, voice and Ollama containers run as.
@@ -122,7 +124,23 @@ fn deployment(
     }
 }
 
+/// A named port of a Service.
+pub struct NamedPort {
+    pub name: &'static str,
+    pub port: i32,
+}
+
 pub fn service(stack: &VoiceChatStack, part: Part, port: i32, kind: ServiceType) -> Service {
+    let name = if part == Part::Redis { "redis" } else { "http" };
+    service_with_ports(stack, part, &[NamedPort { name, port }], kind)
+}
+
+pub fn service_with_ports(
+    stack: &VoiceChatStack,
+    part: Part,
+    ports: &[NamedPort],
+    kind: ServiceType,
+) -> Service {
     let type_ = match kind {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
@@ -133,13 +151,18 @@ pub fn service(stack: &VoiceChatStack, part: Part, port: i32, kind: ServiceType)
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
             selector: Some(selector(stack, Some(part))),
-            ports: Some(vec![ServicePort {
-                name: Some(if part == Part::Redis { "redis" } else { "http" }.into()),
-                port,
-                target_port: Some(IntOrString::Int(port)),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(p.name.into()),
+                        port: p.port,
+                        target_port: Some(IntOrString::Int(p.port)),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaimVolumeSource, ResourceRequirements, Volume, VolumeMount,
+    ConfigMap, ContainerPort, PersistentVolumeClaimVolumeSource, ResourceRequirements, Service,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use voicechat_common::stt_profile::SttProfile;
 
 use super::models::{cache_volume, file_mount};
 use super::service_pod::{ServicePod, common_config, secret_inputs, service_deployment};
-use super::{VOICE_PORT, default_resources};
+use super::{NamedPort, VOICE_PORT, WYOMING_PORT, default_resources, service_with_ports};
 use crate::build::meta::{Part, child_meta, name};
 use crate::build::pods::{http_probe, scratch_volume};
 use crate::crd::VoiceChatStack;
@@ -29,6 +30,12 @@ pub fn voice_config(
     let mut data = BTreeMap::new();
     common_config(stack, &mut data);
     data.insert("VOICE_PORT".into(), VOICE_PORT.to_string());
+    let wyoming = if voice.wyoming.enabled {
+        WYOMING_PORT
+    } else {
+        0
+    };
+    data.insert("WYOMING_PORT".into(), wyoming.to_string());
     data.insert("VOICE_MODELS_DIR".into(), "/models".into());
     let profile_settings = settings.profile(profile);
     data.insert("STT_PROFILE".into(), profile.as_str().into());
@@ -195,6 +202,30 @@ pub fn voice(
             .runtime_class_name
             .clone()
             .or_else(|| profile_settings.runtime_class_name.clone());
+        if voice.wyoming.enabled
+            && let Some(ports) = pod.containers.first_mut().and_then(|c| c.ports.as_mut())
+        {
+            ports.push(ContainerPort {
+                name: Some("wyoming".into()),
+                container_port: WYOMING_PORT,
+                ..Default::default()
+            });
+        }
     }
     deployment
+}
+
+/// The voice Service: HTTP, and Wyoming when it is on.
+pub fn voice_service(stack: &VoiceChatStack) -> Service {
+    let mut ports = vec![NamedPort {
+        name: "http",
+        port: VOICE_PORT,
+    }];
+    if stack.spec.voice.wyoming.enabled {
+        ports.push(NamedPort {
+            name: "wyoming",
+            port: WYOMING_PORT,
+        });
+    }
+    service_with_ports(stack, Part::Voice, &ports, stack.spec.service_type)
 }
