@@ -35,12 +35,13 @@ source "${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/env.sh"
 # Clients nobody here wrote, for the compatibility tests: the official
 # OpenAI Python client and Home Assistant's `wyoming` package (a venv under
 # ~/.cache, keyed by their versions).
-clients_venv="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/venv-clients-openai3.54.0-wyoming1.10.2"
-if [ ! -x "$clients_venv/bin/python" ] || ! "$clients_venv/bin/python" -c 'import openai, wyoming' 2>/dev/null; then
-  echo "==> installing the openai (3.54.0) and wyoming (1.10.2) Python clients"
+# (websockets: the openai client's Realtime API connection).
+clients_venv="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}/venv-clients-openai3.57.0-websockets15.0.1-wyoming1.10.2"
+if [ ! -x "$clients_venv/bin/python" ] || ! "$clients_venv/bin/python" -c 'import openai, websockets, wyoming' 2>/dev/null; then
+  echo "==> installing the openai (3.57.0, with websockets 15.0.1) and wyoming (1.10.2) Python clients"
   rm -rf "$clients_venv"
   python3 -m venv "$clients_venv"
-  "$clients_venv/bin/pip" install --quiet openai==3.54.0 wyoming==1.10.2
+  "$clients_venv/bin/pip" install --quiet openai==3.57.0 websockets==15.0.1 wyoming==1.10.2
 fi
 export VOICECHAT_OPENAI_PYTHON="$clients_venv/bin/python" VOICECHAT_WYOMING_PYTHON="$clients_venv/bin/python"
 

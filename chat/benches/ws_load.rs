@@ -12,17 +12,13 @@
 //! its RSS idle, with all clients connected, and at peak, and RSS per idle
 //! connection.
 
-#[path = "../tests/support/llm_double.rs"]
-#[allow(dead_code)]
-mod llm_double;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use llm_double::{LlmDouble, Script};
 use tokio_tungstenite::tungstenite::Message;
 use voicechat_common::auth::JwtSettings;
+use voicechat_testkit::{LlmDouble, Script};
 use voicechat_testkit::{RedisServer, free_port};
 
 const SECRET: &str = "benchmark-secret-0123456789abcdef0123456789";

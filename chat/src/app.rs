@@ -19,7 +19,7 @@ use crate::llm;
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
-use crate::{health, rest, ws};
+use crate::{health, realtime, rest, ws};
 
 impl AppState {
     pub fn from_config(config: ChatConfig) -> Result<Self, StartError> {
@@ -47,6 +47,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/ws/chat", get(ws::upgrade))
+        .route("/v1/realtime", get(realtime::upgrade))
         .route("/api/v1/chat", post(rest::chat_sse))
         .route("/api/v1/sessions", get(rest::list_sessions))
         .route(

@@ -58,6 +58,21 @@ pub struct LimitSettings {
     pub shutdown_drain: Duration,
 }
 
+/// The Realtime API (`/v1/realtime`): speech goes through the voice service.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    /// The voice service (`VOICE_URL`); without it sessions are text only.
+    pub voice_url: Option<String>,
+    /// Bound on a speech-to-text request, and on the wait for the next
+    /// chunk of streamed speech.
+    pub voice_timeout: Duration,
+    /// The most audio the input buffer holds before a commit.
+    pub max_buffer_secs: u32,
+    /// The voice answers are spoken with when the session names none
+    /// (an OpenAI name such as `alloy` or an installed voice).
+    pub default_voice: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     pub listen: SocketAddr,
@@ -71,6 +86,7 @@ pub struct ChatConfig {
     pub cors: voicechat_common::cors::AllowedOrigins,
     /// How long a client may take to send a request's headers and body.
     pub deadlines: RequestDeadlines,
+    pub realtime: RealtimeSettings,
 }
 
 impl ChatConfig {
@@ -125,6 +141,16 @@ impl ChatConfig {
             web_dir: config::env_string("CHAT_WEB_DIR"),
             // REST bodies are small JSON documents.
             deadlines: RequestDeadlines::from_env(Duration::from_secs(30))?,
+            realtime: RealtimeSettings {
+                voice_url: config::env_string("VOICE_URL")
+                    .map(|url| config::http_url("VOICE_URL", &url))
+                    .transpose()?,
+                voice_timeout: secs("VOICE_TIMEOUT_SECS", 30)?,
+                max_buffer_secs: u32::try_from(positive("REALTIME_MAX_BUFFER_SECS", 120)?)
+                    .unwrap_or(u32::MAX),
+                default_voice: config::env_string("REALTIME_VOICE")
+                    .unwrap_or_else(|| "alloy".into()),
+            },
         })
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use self::admission::{InputError, admit};
-use self::answer::{Answer, AnswerEnd};
+pub(crate) use self::answer::{Answer, AnswerEnd, stream_answer};
 use crate::history::{Claim, HistoryError, StoredMessage, valid_session_id};
 use crate::llm::{PromptMessage, Role};
 use crate::protocol::ServerEvent;
@@ -193,6 +193,34 @@ impl Conversation {
         }
     }
 
+    /// Stores a message and keeps it as context (a realtime session's
+    /// turns, which arrive piece by piece); returns whether it was stored.
+    /// `Err` only when another user took the session id meanwhile.
+    pub async fn add(
+        &mut self,
+        state: &AppState,
+        message: StoredMessage,
+    ) -> Result<bool, HistoryError> {
+        let saved = self.persist(state, &message).await?;
+        self.remember(message, state);
+        Ok(saved)
+    }
+
+    /// Replaces a stored message (an answer cut to what was heard), in
+    /// the context too; returns whether the store took it.
+    pub async fn replace(&mut self, state: &AppState, message: StoredMessage) -> bool {
+        if let Some(kept) = self.recent.iter_mut().find(|m| m.id == message.id) {
+            *kept = message.clone();
+        }
+        match state.history.replace(&self.session_id, &message).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.note_history_error(state, &e);
+                false
+            }
+        }
+    }
+
     /// Answers one user message. The message must have passed [`admit`].
     /// Events go to `out`; when `out` closes or `cancel` fires, the answer
     /// stops and what was streamed so far is stored marked `interrupted`.
@@ -311,14 +339,19 @@ impl Conversation {
     }
 
     fn prompt(&self, state: &AppState) -> Vec<PromptMessage> {
-        let system = state
-            .config
-            .llm
-            .system_prompt
-            .iter()
+        self.prompt_with(state, None)
+    }
+
+    /// The context for the next answer, with `instructions` in place of
+    /// the service's system prompt when given.
+    pub fn prompt_with(&self, state: &AppState, instructions: Option<&str>) -> Vec<PromptMessage> {
+        let system = instructions
+            .map(str::to_owned)
+            .or_else(|| state.config.llm.system_prompt.clone())
+            .into_iter()
             .map(|p| PromptMessage {
                 role: Role::System,
-                content: p.clone(),
+                content: p,
             });
         let past = self
             .recent

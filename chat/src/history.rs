@@ -105,6 +105,24 @@ fn user_sessions_key(user_id: &str) -> String {
     format!("chat_user_sessions:{user_id}")
 }
 
+/// Replaces the entry of the list whose JSON `id` is ARGV[1] by ARGV[2],
+/// searching from the newest; 1 when replaced, 0 when not found.
+static REPLACE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = #entries, 1, -1 do
+  local ok, decoded = pcall(cjson.decode, entries[i])
+  if ok and type(decoded) == 'table' and decoded.id == ARGV[1] then
+    redis.call('LSET', KEYS[1], i - 1, ARGV[2])
+    return 1
+  end
+end
+return 0
+"#,
+    )
+});
+
 /// The most sessions listed for one user.
 const MAX_LISTED_SESSIONS: isize = 100;
 
@@ -235,6 +253,32 @@ impl HistoryStore for RedisHistory {
                     .await
             })
             .await
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        session_id: &'a str,
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Result<bool, HistoryError>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(message)
+                .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
+            let key = history_key(session_id);
+            let id = message.id.clone();
+            // Found and set in one step: appends from another socket of the
+            // session cannot move the entry between the two.
+            let replaced: i64 = self
+                .run(|mut c| async move {
+                    REPLACE_SCRIPT
+                        .key(key)
+                        .arg(id)
+                        .arg(json)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            Ok(replaced == 1)
         })
     }
 

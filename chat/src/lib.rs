@@ -10,6 +10,8 @@ pub mod llm;
 pub mod metrics;
 pub mod protocol;
 pub mod rate_limit;
+pub mod realtime;
 pub mod rest;
 pub mod state;
+pub mod voice_client;
 pub mod ws;

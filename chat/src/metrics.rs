@@ -18,6 +18,12 @@ pub struct ChatMetrics {
     pub llm_waiting: IntGauge,
     /// `kind`: the failure's stable code (the one clients get).
     pub errors: IntCounterVec,
+    /// Open Realtime API sessions (`/v1/realtime`).
+    pub realtime_sessions: IntGauge,
+    /// Speech-to-text of a committed turn, through the voice service.
+    pub realtime_stt: Histogram,
+    /// From the end of a turn (commit) to the answer's first audio.
+    pub realtime_first_audio: Histogram,
 }
 
 impl ChatMetrics {
@@ -51,6 +57,25 @@ impl ChatMetrics {
             "Answers waiting for a free LLM request slot",
         )?;
         let errors = IntCounterVec::new(Opts::new("errors_total", "Errors by kind"), &["kind"])?;
+        let realtime_sessions =
+            IntGauge::new("realtime_sessions_active", "Open Realtime API sessions")?;
+        let fine = vec![
+            0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+        ];
+        let realtime_stt = Histogram::with_opts(
+            HistogramOpts::new(
+                "realtime_transcription_seconds",
+                "Speech-to-text of a committed realtime turn",
+            )
+            .buckets(fine.clone()),
+        )?;
+        let realtime_first_audio = Histogram::with_opts(
+            HistogramOpts::new(
+                "realtime_first_audio_seconds",
+                "From the end of a realtime turn to the answer's first audio",
+            )
+            .buckets(fine),
+        )?;
         registry.register(Box::new(ws_active.clone()))?;
         registry.register(Box::new(ws_opened.clone()))?;
         registry.register(Box::new(messages.clone()))?;
@@ -59,6 +84,9 @@ impl ChatMetrics {
         registry.register(Box::new(llm_tokens.clone()))?;
         registry.register(Box::new(llm_waiting.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(realtime_sessions.clone()))?;
+        registry.register(Box::new(realtime_stt.clone()))?;
+        registry.register(Box::new(realtime_first_audio.clone()))?;
         Ok(Self {
             registry,
             http,
@@ -70,6 +98,9 @@ impl ChatMetrics {
             llm_tokens,
             llm_waiting,
             errors,
+            realtime_sessions,
+            realtime_stt,
+            realtime_first_audio,
         })
     }
 

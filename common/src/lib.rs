@@ -3,7 +3,8 @@
 //! configuration from the environment, the `/health` shape, HTTP metrics,
 //! the JSON error shape, serving with request deadlines, shutdown signals,
 //! log setup, the Redis connection, WebSocket authentication and close
-//! codes, and the speech-to-text profiles.
+//! codes, the speech-to-text profiles, and text cut into sentences (speech
+//! is made sentence by sentence).
 
 pub mod api_error;
 pub mod auth;
@@ -14,7 +15,9 @@ pub mod health;
 pub mod http_metrics;
 pub mod models;
 pub mod openai_voices;
+pub mod realtime;
 pub mod redis;
+pub mod sentences;
 pub mod serve;
 pub mod service;
 pub mod shutdown;

@@ -1,11 +1,15 @@
 //! Integration-test harness shared by the services: a real `redis-server`
-//! on a free port, a real OCI registry, a slow-loris client, and the rule for tests whose real part is missing.
+//! on a free port, a real OCI registry, a slow-loris client, a scripted LLM
+//! server for faults a real model cannot be made to show, and the rule for
+//! tests whose real part is missing.
 
 pub mod child;
+pub mod llm_double;
 pub mod oci_registry;
 pub mod redis_server;
 pub mod slow_client;
 
+pub use llm_double::{LlmDouble, Script};
 pub use oci_registry::OciRegistry;
 pub use redis_server::{RedisServer, free_port};
 

@@ -15,7 +15,7 @@ use crate::protocol::{ServerEvent, Timing};
 use crate::state::AppState;
 
 /// How an answer ended.
-pub(super) enum AnswerEnd {
+pub(crate) enum AnswerEnd {
     Complete,
     /// The client asked to stop or went away.
     Cancelled,
@@ -24,7 +24,7 @@ pub(super) enum AnswerEnd {
 
 /// The answer as far as it streamed.
 #[derive(Default)]
-pub(super) struct Streamed {
+pub(crate) struct Streamed {
     pub text: String,
     pub tokens: u64,
     /// From the user's message to the first token.
@@ -32,7 +32,7 @@ pub(super) struct Streamed {
 }
 
 /// An answer, however it ended.
-pub(super) struct Answer {
+pub(crate) struct Answer {
     pub id: String,
     pub streamed: Streamed,
     pub end: AnswerEnd,
@@ -64,7 +64,7 @@ impl Answer {
 /// Streams the answer to `prompt`, each token to `out`, until it is
 /// complete or fails, the total timeout passes, `cancel` fires or `out`
 /// closes. `started` is when the user's message came in.
-pub(super) async fn stream_answer(
+pub(crate) async fn stream_answer(
     state: &AppState,
     prompt: Vec<PromptMessage>,
     out: &mpsc::Sender<ServerEvent>,

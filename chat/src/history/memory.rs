@@ -120,6 +120,24 @@ impl HistoryStore for MemoryHistory {
         })
     }
 
+    fn replace<'a>(
+        &'a self,
+        session_id: &'a str,
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Result<bool, HistoryError>> {
+        Box::pin(async move {
+            let mut sessions = self.sessions_map()?;
+            let Some(stored) = sessions
+                .get_mut(session_id)
+                .and_then(|s| s.messages.iter_mut().rev().find(|m| m.id == message.id))
+            else {
+                return Ok(false);
+            };
+            *stored = message.clone();
+            Ok(true)
+        })
+    }
+
     fn messages<'a>(
         &'a self,
         session_id: &'a str,

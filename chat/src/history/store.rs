@@ -46,6 +46,14 @@ pub trait HistoryStore: Send + Sync {
         message: &'a StoredMessage,
     ) -> BoxFuture<'a, Result<(), HistoryError>>;
 
+    /// Replaces the stored message with `message.id` (an answer cut to what
+    /// the listener heard); `Ok(false)` when it is no longer stored.
+    fn replace<'a>(
+        &'a self,
+        session_id: &'a str,
+        message: &'a StoredMessage,
+    ) -> BoxFuture<'a, Result<bool, HistoryError>>;
+
     /// The last `limit` messages, oldest first.
     fn messages<'a>(
         &'a self,

@@ -3,7 +3,6 @@
 //! protocols, the chat service in-process, and a WebSocket client.
 #![allow(dead_code)]
 
-pub mod llm_double;
 pub mod ws_client;
 
 use std::net::SocketAddr;
@@ -15,8 +14,7 @@ use voicechat_chat::state::AppState;
 use voicechat_common::auth::{AuthSettings, JwtSettings};
 
 #[allow(unused_imports)]
-pub use llm_double::{LlmDouble, Script};
-pub use voicechat_testkit::{RedisServer, have_or_skip};
+pub use voicechat_testkit::{LlmDouble, RedisServer, Script, have_or_skip};
 pub use ws_client::WsClient;
 
 /// Skips the test (returns) when `redis-server` is not installed.
@@ -80,6 +78,12 @@ pub fn config(redis_url: &str, llm_url: &str) -> ChatConfig {
         deadlines: voicechat_common::serve::RequestDeadlines {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+        },
+        realtime: voicechat_chat::config::RealtimeSettings {
+            voice_url: None,
+            voice_timeout: Duration::from_secs(30),
+            max_buffer_secs: 60,
+            default_voice: "alloy".into(),
         },
     }
 }

@@ -19,7 +19,9 @@ mod settings;
 use axum::http::HeaderMap;
 
 pub use caller::{Caller, VerifiesTokens};
-pub use extract::{bearer_from_headers, bearer_from_ws_protocols, websocket_token};
+pub use extract::{
+    bearer_from_headers, bearer_from_ws_protocols, openai_key_from_ws_protocols, websocket_token,
+};
 pub use jwt::{JwtSettings, JwtVerifier};
 pub use remote::RemoteVerifier;
 pub use settings::AuthSettings;

@@ -38,9 +38,10 @@ pub mod code {
 /// How long a closed socket waits for the client's Close.
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(2);
 
-/// Checks the handshake's token (`?token=`, `Authorization: Bearer`, or the
-/// subprotocol offer `bearer, <token>`) and selects the `bearer` subprotocol
-/// when the token came that way (browsers fail the handshake otherwise).
+/// Checks the handshake's token (`?token=`, `Authorization: Bearer`, the
+/// subprotocol offer `bearer, <token>`, or OpenAI's `realtime,
+/// openai-insecure-api-key.<token>`) and selects the subprotocol the token
+/// came with (browsers fail the handshake otherwise).
 /// The verdict is for the upgraded socket: refused callers are closed with
 /// [`refuse`], not answered 401.
 pub async fn authenticate_upgrade(
@@ -50,10 +51,9 @@ pub async fn authenticate_upgrade(
     verifier: &TokenVerifier,
 ) -> (WebSocketUpgrade, Result<Principal, AuthError>) {
     let token = websocket_token(query_token, headers);
-    let ws = if token.is_some_and(|(_, via_protocol)| via_protocol) {
-        ws.protocols(["bearer"])
-    } else {
-        ws
+    let ws = match token.and_then(|(_, protocol)| protocol) {
+        Some(protocol) => ws.protocols([protocol]),
+        None => ws,
     };
     let verdict = match token {
         Some((t, _)) => verifier.verify(t).await,

@@ -5,7 +5,7 @@
 pub mod espeak;
 mod onnx_runtime;
 pub mod piper;
-pub mod sentences;
+pub use voicechat_common::sentences;
 
 use serde::Serialize;
 

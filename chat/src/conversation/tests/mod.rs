@@ -61,6 +61,12 @@ fn config() -> ChatConfig {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
         },
+        realtime: crate::config::RealtimeSettings {
+            voice_url: None,
+            voice_timeout: Duration::from_secs(30),
+            max_buffer_secs: 60,
+            default_voice: "alloy".into(),
+        },
     }
 }
 

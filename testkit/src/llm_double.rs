@@ -32,6 +32,12 @@ pub enum Script {
     ErrorAfter { tokens: Vec<String>, error: String },
     /// Answer with this HTTP status and error body.
     Status(u16, String),
+    /// Stream these tokens, `delay` apart, then drop the connection mid-
+    /// answer, as a server that was killed (no final chunk).
+    DiesAfter {
+        tokens: Vec<String>,
+        delay: Duration,
+    },
 }
 
 impl Script {
@@ -184,16 +190,18 @@ async fn openai_chat(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -
 fn answer(inner: Arc<Inner>, body: Value, wire: Wire) -> Response {
     inner.requests.lock().unwrap().push(body);
     let script = inner.script.lock().unwrap().clone().expect("script set");
-    let (tokens, delay, error) = match script {
+    let (tokens, delay, error, dies) = match script {
         Script::Status(code, message) => {
             let status = StatusCode::from_u16(code).unwrap();
             return (status, Json(json!({"error": message}))).into_response();
         }
-        Script::Tokens { tokens, delay } => (tokens, delay, None),
-        Script::ErrorAfter { tokens, error } => (tokens, Duration::ZERO, Some(error)),
+        Script::Tokens { tokens, delay } => (tokens, delay, None, false),
+        Script::ErrorAfter { tokens, error } => (tokens, Duration::ZERO, Some(error), false),
+        Script::DiesAfter { tokens, delay } => (tokens, delay, None, true),
     };
     let mut chunks: Vec<String> = tokens.iter().map(|t| token_chunk(wire, t)).collect();
     match (&error, wire) {
+        _ if dies => {}
         (Some(e), Wire::Ollama) => chunks.push(format!("{}\n", json!({"error": e}))),
         (Some(e), Wire::OpenAi) => chunks.push(format!("data: {}\n\n", json!({"error": {"message": e}}))),
         (None, Wire::Ollama) => chunks.push(format!(
@@ -209,11 +217,19 @@ fn answer(inner: Arc<Inner>, body: Value, wire: Wire) -> Response {
     let stream = futures_util::stream::unfold(
         (chunks.into_iter(), guard, true),
         move |(mut rest, mut guard, first)| async move {
-            let chunk = rest.next()?;
+            let Some(chunk) = rest.next() else {
+                // A failed body makes the server cut the connection.
+                return dies.then(|| {
+                    (
+                        Err(std::io::Error::other("the LLM server died")),
+                        (rest, guard, false),
+                    )
+                });
+            };
             if !first && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if rest.len() == 0 {
+            if rest.len() == 0 && !dies {
                 guard.finished = true;
             }
             Some((

@@ -1,5 +1,6 @@
 //! Splitting text into sentences: long text is synthesized sentence by
-//! sentence (bounded model inputs, natural pauses between sentences).
+//! sentence (bounded model inputs, natural pauses between sentences), and
+//! an answer streamed from an LLM is spoken as each sentence completes.
 
 /// Sentences of `text`, each trimmed and non-empty. A sentence ends at
 /// `.`, `!`, `?` (or their CJK forms) followed by whitespace or the end,
