@@ -106,6 +106,7 @@ export LOG_FORMAT="${LOG_FORMAT:-text}"
 [ "$smoke" = 0 ] || export RUST_LOG="${RUST_LOG:-info,voicechat_chat=debug,voicechat_voice=debug,voicechat_common=debug}"
 chat_origin="http://127.0.0.1:$chat_port"
 CHAT_PORT="$chat_port" CHAT_BIND="${CHAT_BIND:-127.0.0.1}" CHAT_WEB_DIR="$PWD/web" \
+  VOICE_URL="http://127.0.0.1:$voice_port" \
   "$bins/voicechat-chat" >"$state/chat.log" 2>&1 &
 pids+=($!)
 # The web client at the chat service's origin calls the voice service.
@@ -134,6 +135,7 @@ cat <<MSG
   web client     $chat_origin/#token=$token
   chat service   $chat_origin   (health: /health, metrics: /metrics, logs: $state/chat.log)
   WebSocket      ws://127.0.0.1:$chat_port/ws/chat?token=\$TOKEN
+  Realtime API   ws://127.0.0.1:$chat_port/v1/realtime   (OpenAI's; the official clients with api_key=\$TOKEN, websocket_base_url=ws://127.0.0.1:$chat_port/v1)
   voice service  http://127.0.0.1:$voice_port   (voices: /api/v1/voices, OpenAI API: /v1/audio/*)
   Wyoming        tcp 127.0.0.1:$wyoming_port   (Home Assistant: add the "Wyoming Protocol" integration with this host and port)
   LLM            $LLM_URL model $LLM_MODEL: $llm_state

@@ -382,6 +382,15 @@ fn invalid_stacks_are_refused_with_a_category() {
 }
 
 #[test]
+fn chat_speaks_through_the_stacks_voice_service() {
+    let c = built(VoiceChatStackSpec::default(), SttProfile::Cpu);
+    assert_eq!(
+        config(&c, "demo-chat-config")["VOICE_URL"],
+        "http://demo-voice:8006"
+    );
+}
+
+#[test]
 fn engine_choices_reach_the_voice_service() {
     let mut spec = VoiceChatStackSpec::default();
     spec.voice.engines = Some(crate::crd::VoiceEngines {

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::service_pod::{ServicePod, common_config, secret_inputs, service_deployment};
-use super::{CHAT_PORT, OLLAMA_PORT, default_resources};
+use super::{CHAT_PORT, OLLAMA_PORT, VOICE_PORT, default_resources};
 use crate::build::meta::{Part, child_meta, name};
 use crate::crd::{LlmBackend, VoiceChatStack};
 use crate::models::StackModels;
@@ -19,6 +19,12 @@ pub fn chat_config(stack: &VoiceChatStack, models: &StackModels) -> ConfigMap {
     let mut data = BTreeMap::new();
     common_config(stack, &mut data);
     data.insert("CHAT_PORT".into(), CHAT_PORT.to_string());
+    // The Realtime API (/v1/realtime) hears and speaks through the stack's
+    // voice Service.
+    data.insert(
+        "VOICE_URL".into(),
+        format!("http://{}:{VOICE_PORT}", name(stack, Part::Voice.as_str())),
+    );
     let (backend, default_url) = match llm.backend {
         LlmBackend::Ollama if spec.ollama.enabled => (
             "ollama",
