@@ -5,6 +5,8 @@
 #   wav_decode   WAV decoding, resampling (voice/src/audio)
 #   audio_decode every upload container and codec (voice/src/audio/decode.rs)
 #   ws_message   the chat WebSocket's client messages (chat/src/protocol.rs)
+#   realtime_event the Realtime API's client events, session updates and
+#                appended audio (common/src/realtime, chat/src/realtime)
 #   jwt_headers  Authorization / WebSocket subprotocol parsing and JWT checks
 # Seeds are in fuzz/seeds/<target>; the growing corpus stays in
 # fuzz/corpus/<target> (not committed). A finding stops the run: the input
@@ -20,7 +22,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 seconds="${FUZZ_SECONDS:-60}"
 CARGO_FUZZ_VERSION=0.13.2
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wav_decode audio_decode ws_message jwt_headers)
+[ ${#targets[@]} -gt 0 ] || targets=(wav_decode audio_decode ws_message realtime_event jwt_headers)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "==> installing the nightly toolchain (cargo-fuzz needs it)"

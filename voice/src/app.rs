@@ -13,7 +13,7 @@ use crate::cache::ResultCache;
 use crate::config::VoiceConfig;
 use crate::engines::Engines;
 use crate::metrics::VoiceMetrics;
-use crate::routes::{native, openai, openai_stt, ops, stream};
+use crate::routes::{native, openai, openai_stt, ops, realtime, stream};
 use crate::state::AppState;
 
 impl AppState {
@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/voices", get(native::voices))
         .route("/api/v1/engines", get(native::engines))
         .route("/ws/stt", get(stream::upgrade))
+        .route("/v1/realtime", get(realtime::upgrade))
         .route("/v1/audio/speech", post(openai::speech))
         .route("/v1/audio/transcriptions", post(openai_stt::transcriptions))
         .route("/v1/audio/translations", post(openai_stt::translations))

@@ -9,19 +9,18 @@
 //! subprotocols `realtime, openai-insecure-api-key.<token>`. A refused
 //! token closes the socket with 4001 before any session starts.
 
-mod input;
 mod items;
 mod response;
 mod session;
-mod settings;
+pub mod settings;
 
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -119,7 +118,9 @@ async fn run(
     let (sink, mut stream) = socket.split();
     let (out, out_rx) = mpsc::channel::<Value>(256);
     let (close_tx, close_rx) = mpsc::channel::<(u16, &'static str)>(1);
-    let writer = tokio::spawn(write_loop(sink, out_rx, close_rx));
+    let writer = tokio::spawn(voicechat_common::realtime::socket::write_events(
+        sink, out_rx, close_rx,
+    ));
     let (internal, mut reports) = mpsc::channel::<Internal>(16);
     let (transcriber, jobs) = mpsc::channel::<TranscriptionJob>(16);
     let transcribing = tokio::spawn(transcribe_in_order(
@@ -231,41 +232,6 @@ async fn transcribe_in_order(
         };
         if reports.send(report).await.is_err() {
             return;
-        }
-    }
-}
-
-/// Sends events in order, then the close frame when one is asked for.
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut events: mpsc::Receiver<Value>,
-    mut close: mpsc::Receiver<(u16, &'static str)>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            Some(event) = events.recv() => {
-                if sink.feed(Message::Text(event.to_string().into())).await.is_err() {
-                    return;
-                }
-                while let Ok(event) = events.try_recv() {
-                    if sink.feed(Message::Text(event.to_string().into())).await.is_err() {
-                        return;
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-            Some((code, reason)) = close.recv() => {
-                while let Ok(event) = events.try_recv() {
-                    let _ = sink.feed(Message::Text(event.to_string().into())).await;
-                }
-                let frame = CloseFrame { code, reason: reason.into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                return;
-            }
-            else => return,
         }
     }
 }

@@ -10,10 +10,9 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use voicechat_common::realtime::{
-    ClientEvent, EventError, Incoming, VadEvent, new_id, server_event,
+    ClientEvent, EventError, Incoming, InputBuffer, Turn, VadEvent, new_id, server_event,
 };
 
-use super::input::{InputBuffer, Turn};
 use super::items::{Content, Item, Status, heard_text};
 use super::response::{self, Cancel, CancelReason, Outbox, ResponseEnded, ResponseJob};
 use super::settings::{Modality, SessionSettings};

@@ -4,6 +4,7 @@ pub mod native;
 pub mod openai;
 pub mod openai_stt;
 pub mod ops;
+pub mod realtime;
 pub mod speech_stream;
 pub mod sse;
 pub mod stream;

@@ -2,7 +2,7 @@
 //! commit, the voice activity detector that watches it (server VAD), and
 //! the cut of a turn's audio with its prefix padding.
 
-use voicechat_common::realtime::{AudioFormat, EventError, Vad, VadEvent, VadSettings};
+use super::{AudioFormat, EventError, Vad, VadEvent, VadSettings};
 
 pub struct InputBuffer {
     format: AudioFormat,
