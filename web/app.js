@@ -1,53 +1,47 @@
-// The VoiceChatStack web client: chat over the chat service's WebSocket,
-// push-to-talk through the voice service (browser microphone → WAV → STT),
-// and answers spoken sentence by sentence while they stream (TTS).
-// No framework: the page is small and this keeps it fast and inspectable.
+// The VoiceChatStack web client, on the chat service's Realtime API
+// (/v1/realtime, OpenAI's events): typed messages, push-to-talk and
+// hands-free voice (server VAD), answers spoken as they are made, and
+// barge-in (speaking over an answer stops it; the server keeps what was
+// heard). No framework: the page is small and this keeps it inspectable.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 
-// A sentence ends at . ! or ? (optionally closed by a quote or bracket)
-// followed by whitespace; the rest waits for more tokens.
-const SENTENCE_END = /[.!?]+["')\]]?\s/g;
-// Speak at most this much per request; the voice service caps input too.
-const MAX_TTS_CHARS = 1000;
+// The Realtime API's audio/pcm: 16-bit mono at 24 kHz, both ways.
+const RATE = 24000;
+// Microphone audio goes out in pieces of this many samples (100 ms).
+const SEND_SAMPLES = 2400;
 
 const state = {
   token: "",
-  voiceUrl: "",
   socket: null,
   sessionId: null,
-  // The answer being streamed: its list item and the text not yet spoken.
+  mode: "push-to-talk",
+  // The answer being streamed: its list item and its item id.
   answer: null,
-  unspoken: "",
+  answerItem: null,
+  // User turns by item id, shown while they are transcribed.
+  turns: new Map(),
   reconnectDelay: 500,
   closing: false,
 };
 
-// ---- settings and sign-in ----------------------------------------------
-
-function defaultVoiceUrl() {
-  return `${location.protocol}//${location.hostname}:8006`;
-}
+// ---- sign-in -----------------------------------------------------------------
 
 function readFragment() {
   // The run-local script prints http://host:port/#token=...; the fragment
   // never reaches a server log.
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has("token")) sessionStorage.setItem("token", params.get("token"));
-  if (params.has("voice")) localStorage.setItem("voiceUrl", params.get("voice"));
   if (location.hash) history.replaceState(null, "", location.pathname + location.search);
 }
 
-function signIn(token, voiceUrl) {
+function signIn(token) {
   state.token = token.trim();
-  state.voiceUrl = voiceUrl.trim().replace(/\/+$/, "");
   sessionStorage.setItem("token", state.token);
-  localStorage.setItem("voiceUrl", state.voiceUrl);
   $("login").hidden = true;
   $("app").hidden = false;
   connect(sessionStorage.getItem("sessionId"));
-  refreshSessions();
   $("message").focus();
 }
 
@@ -56,12 +50,13 @@ function signOut(reason) {
   state.token = "";
   state.closing = true;
   if (state.socket) state.socket.close(1000);
+  stopMicrophone();
   $("app").hidden = true;
   $("login").hidden = false;
   setStatus(reason || "signed out");
 }
 
-// ---- status and errors ---------------------------------------------------
+// ---- status and errors -------------------------------------------------------
 
 function setStatus(text) {
   $("connection").textContent = text;
@@ -79,11 +74,11 @@ async function errorText(response) {
   return `HTTP ${response.status}`;
 }
 
-// ---- REST helpers ----------------------------------------------------------
-
-function authHeaders(extra) {
-  return Object.assign({ Authorization: `Bearer ${state.token}` }, extra || {});
+function authHeaders() {
+  return { Authorization: `Bearer ${state.token}` };
 }
+
+// ---- sessions and their history (REST) ------------------------------------
 
 async function refreshSessions() {
   const response = await fetch("/api/v1/sessions", { headers: authHeaders() });
@@ -100,7 +95,6 @@ async function refreshSessions() {
     const when = new Date(s.updated_at * 1000).toLocaleString();
     button.textContent = `${when} · ${s.message_count} ${s.message_count === 1 ? "message" : "messages"}`;
     button.title = s.session_id;
-    button.dataset.sessionId = s.session_id;
     button.setAttribute("aria-current", String(s.session_id === state.sessionId));
     button.addEventListener("click", () => connect(s.session_id));
     item.append(button);
@@ -108,24 +102,35 @@ async function refreshSessions() {
   }
 }
 
-// ---- the chat socket -------------------------------------------------------
+async function showHistory(sessionId) {
+  const response = await fetch(`/api/v1/sessions/${encodeURIComponent(sessionId)}/messages`, { headers: authHeaders() });
+  if (!response.ok) return; // a new session has none yet
+  const { messages } = await response.json();
+  for (const m of messages) addMessage(m.role, m.content, m.interrupted);
+}
+
+// ---- the realtime socket -----------------------------------------------------
 
 function connect(sessionId) {
   state.closing = true;
   if (state.socket) state.socket.close(1000);
   state.closing = false;
-  stopSpeaking();
+  stopPlayback(false);
   $("messages").replaceChildren();
+  state.turns.clear();
   notice("");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const query = new URLSearchParams({ token: state.token });
+  const query = new URLSearchParams({ model: "voicechat" });
   if (sessionId) query.set("session_id", sessionId);
-  const socket = new WebSocket(`${scheme}://${location.host}/ws/chat?${query}`);
+  // Browsers cannot set headers on a WebSocket: OpenAI's form carries the
+  // token as a subprotocol, which the server never echoes.
+  const socket = new WebSocket(`${scheme}://${location.host}/v1/realtime?${query}`,
+    ["realtime", `openai-insecure-api-key.${state.token}`]);
   state.socket = socket;
   setStatus("connecting…");
   socket.addEventListener("open", () => {
     state.reconnectDelay = 500;
-    setStatus("connected");
+    configure();
   });
   socket.addEventListener("message", (e) => {
     if (socket !== state.socket) return;
@@ -140,9 +145,8 @@ function connect(sessionId) {
   socket.addEventListener("close", (e) => {
     if (socket !== state.socket) return;
     setBusy(false);
-    if (e.code === 1008 || e.code === 4401) return signOut(`signed out: ${e.reason || "token refused"}`);
+    if (e.code === 4001) return signOut(`signed out: ${e.reason || "token refused"}`);
     if (state.closing || !state.token) return;
-    // Reconnect to the same session, backing off up to 10 s.
     setStatus(`disconnected (${e.code}${e.reason ? ": " + e.reason : ""}); reconnecting…`);
     const delay = state.reconnectDelay;
     state.reconnectDelay = Math.min(delay * 2, 10000);
@@ -150,58 +154,133 @@ function connect(sessionId) {
   });
 }
 
+function sendEvent(event) {
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
+    notice("not connected yet: try again in a moment");
+    return false;
+  }
+  state.socket.send(JSON.stringify(event));
+  return true;
+}
+
+function speaking() {
+  return $("speak").checked;
+}
+
+// The session as the page's controls say: answers spoken or not, and
+// hands-free (server VAD answers each turn) or push-to-talk.
+function configure() {
+  const handsFree = state.mode === "hands-free";
+  sendEvent({
+    type: "session.update",
+    session: {
+      type: "realtime",
+      output_modalities: [speaking() ? "audio" : "text"],
+      audio: {
+        input: {
+          format: { type: "audio/pcm", rate: RATE },
+          turn_detection: handsFree
+            ? { type: "server_vad", silence_duration_ms: 500, create_response: true, interrupt_response: true }
+            : null,
+        },
+        output: { format: { type: "audio/pcm", rate: RATE } },
+      },
+    },
+  });
+}
+
 function onEvent(event) {
   switch (event.type) {
-    case "session":
-      state.sessionId = event.session_id;
-      sessionStorage.setItem("sessionId", event.session_id);
-      $("session-id").textContent = event.session_id.slice(0, 8);
-      if (event.created) refreshSessions();
+    case "session.created":
+      state.sessionId = event.session.id;
+      sessionStorage.setItem("sessionId", state.sessionId);
+      $("session-id").textContent = state.sessionId.slice(0, 8);
+      showHistory(state.sessionId).then(refreshSessions);
       break;
-    case "history":
-      for (const m of event.messages) addMessage(m.role, m.content, m.interrupted);
-      if (!event.persisted) notice("history is not available right now");
+    case "session.updated":
+      setStatus(`connected · ${state.mode}${speaking() ? " · spoken answers" : ""}`);
       break;
-    case "ack":
-      if (!event.persisted) notice("this message could not be saved to history");
+    case "input_audio_buffer.speech_started":
+      // The user talks over the answer: it stops at once, and the server
+      // keeps what was heard.
+      stopPlayback(true);
+      userTurn(event.item_id).classList.add("listening");
       break;
-    case "token":
-      if (!state.answer) {
-        state.answer = addMessage("assistant", "");
-        state.answer.dataset.messageId = event.message_id;
-      }
-      state.answer.firstChild.textContent += event.content;
-      scrollDown();
-      speakCompleteSentences(event.content);
+    case "input_audio_buffer.committed":
+      userTurn(event.item_id).classList.add("listening");
       break;
-    case "done": {
-      const item = state.answer || addMessage("assistant", event.content);
-      item.firstChild.textContent = event.content;
-      item.dataset.done = "true";
-      const timing = document.createElement("span");
-      timing.className = "timing";
-      const first = event.timing.first_token_ms;
-      timing.textContent = `${event.tokens} tokens · first token ${first ?? "–"} ms · total ${event.timing.total_ms} ms`;
-      item.append(timing);
-      speakRest();
-      state.answer = null;
-      setBusy(false);
-      refreshSessions();
+    case "conversation.item.input_audio_transcription.delta":
+      userTurn(event.item_id).firstChild.textContent += event.delta;
+      break;
+    case "conversation.item.input_audio_transcription.completed": {
+      const turn = userTurn(event.item_id);
+      turn.firstChild.textContent = event.transcript;
+      turn.classList.remove("listening");
+      if (!event.transcript) turn.remove();
       break;
     }
-    case "error":
-      notice(`${event.message} (${event.code})`);
-      if (state.answer) state.answer.classList.add("interrupted");
-      speakRest();
-      state.answer = null;
-      setBusy(false);
+    case "conversation.item.input_audio_transcription.failed":
+      userTurn(event.item_id).remove();
+      notice(`speech to text: ${event.error.message}`);
       break;
-    case "warning":
-      notice(event.message);
+    case "response.created":
+      state.answer = addMessage("assistant", "");
+      setBusy(true);
+      break;
+    case "response.output_item.added":
+      state.answerItem = event.item.id;
+      break;
+    case "response.output_text.delta":
+    case "response.output_audio_transcript.delta":
+      if (state.answer) {
+        state.answer.firstChild.textContent += event.delta;
+        scrollDown();
+      }
+      break;
+    case "response.output_audio.delta":
+      play(event.item_id, event.delta);
+      break;
+    case "response.done":
+      finishAnswer(event.response);
+      break;
+    case "error":
+      notice(`${event.error.message} (${event.error.code})`);
       break;
     default:
       break;
   }
+}
+
+function finishAnswer(response) {
+  const item = state.answer;
+  state.answer = null;
+  setBusy(false);
+  refreshSessions();
+  if (!item) return;
+  if (response.status !== "completed") item.classList.add("interrupted");
+  if (!item.firstChild.textContent) {
+    item.remove();
+    return;
+  }
+  item.dataset.done = "true";
+  const timing = document.createElement("span");
+  timing.className = "timing";
+  const t = response.voicechat_timing || {};
+  const parts = [`${response.usage ? response.usage.output_tokens : 0} tokens`];
+  if (t.llm_first_token_ms != null) parts.push(`first token ${t.llm_first_token_ms} ms`);
+  if (t.first_audio_ms != null) parts.push(`first audio ${t.first_audio_ms} ms`);
+  parts.push(`total ${t.total_ms} ms`);
+  timing.textContent = parts.join(" · ");
+  item.append(timing);
+}
+
+function userTurn(itemId) {
+  let turn = state.turns.get(itemId);
+  if (!turn) {
+    turn = addMessage("user", "");
+    state.turns.set(itemId, turn);
+  }
+  return turn;
 }
 
 function addMessage(role, content, interrupted) {
@@ -225,204 +304,178 @@ function setBusy(busy) {
   $("stop").disabled = !busy;
 }
 
-function send(text) {
+function sendText(text) {
   text = text.trim();
   if (!text) return;
-  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) {
-    return notice("not connected yet: try again in a moment");
-  }
   notice("");
-  stopSpeaking();
-  addMessage("user", text);
-  state.answer = null;
-  state.unspoken = "";
-  state.socket.send(JSON.stringify({ type: "message", content: text }));
-  setBusy(true);
+  stopPlayback(true);
+  const sent = sendEvent({
+    type: "conversation.item.create",
+    item: { type: "message", role: "user", content: [{ type: "input_text", text }] },
+  }) && sendEvent({ type: "response.create", response: { output_modalities: [speaking() ? "audio" : "text"] } });
+  if (sent) addMessage("user", text);
 }
 
-// ---- speaking answers (TTS), sentence by sentence --------------------------
+// ---- playing answers -----------------------------------------------------------
 
-// Clips are fetched as soon as their sentence is complete, and played in order.
-const speech = { queue: [], playing: false, generation: 0 };
+// Pieces of 24 kHz PCM scheduled back to back on one audio context; what
+// has played of the current item is known, for truncation.
+const playback = { context: null, next: 0, sources: [], item: null, itemStart: 0, played: 0 };
 
-function speakCompleteSentences(piece) {
-  if (!$("speak").checked) return;
-  state.unspoken += piece;
-  let cut = 0;
-  for (const match of state.unspoken.matchAll(SENTENCE_END)) cut = match.index + match[0].length;
-  if (cut > 0) {
-    enqueueSpeech(state.unspoken.slice(0, cut));
-    state.unspoken = state.unspoken.slice(cut);
+function audioContext() {
+  if (!playback.context) playback.context = new AudioContext({ sampleRate: RATE });
+  return playback.context;
+}
+
+function play(itemId, base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  const samples = new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+  const context = audioContext();
+  const buffer = context.createBuffer(1, samples.length, RATE);
+  const channel = buffer.getChannelData(0);
+  for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32768;
+  const source = context.createBufferSource();
+  source.buffer = buffer;
+  source.connect(context.destination);
+  const at = Math.max(context.currentTime + 0.02, playback.next);
+  if (playback.item !== itemId) {
+    playback.item = itemId;
+    playback.itemStart = at;
   }
-}
-
-function speakRest() {
-  if ($("speak").checked) enqueueSpeech(state.unspoken);
-  state.unspoken = "";
-}
-
-function enqueueSpeech(text) {
-  text = text.trim();
-  if (!text) return;
-  for (let i = 0; i < text.length; i += MAX_TTS_CHARS) {
-    const generation = speech.generation;
-    const clip = synthesize(text.slice(i, i + MAX_TTS_CHARS)).catch((e) => {
-      if (generation === speech.generation) notice(`speech: ${e.message}`);
-      return null;
-    });
-    speech.queue.push(clip);
-  }
-  if (!speech.playing) playNext();
-}
-
-async function synthesize(text) {
-  const response = await fetch(`${state.voiceUrl}/api/v1/tts`, {
-    method: "POST",
-    headers: authHeaders({ "Content-Type": "application/json" }),
-    body: JSON.stringify({ text }),
-  });
-  if (!response.ok) throw new Error(await errorText(response));
-  return response.blob();
-}
-
-async function playNext() {
-  const next = speech.queue.shift();
-  if (!next) {
-    speech.playing = false;
-    return;
-  }
-  speech.playing = true;
-  const generation = speech.generation;
-  const blob = await next;
-  if (generation !== speech.generation) return;
-  if (!blob) return playNext();
-  const player = $("player");
-  if (player.src) URL.revokeObjectURL(player.src);
-  player.src = URL.createObjectURL(blob);
-  player.onended = () => {
-    player.dataset.played = String(Number(player.dataset.played || 0) + 1);
-    playNext();
+  source.start(at);
+  source.onended = () => {
+    playback.sources = playback.sources.filter((s) => s !== source);
+    playback.played += buffer.duration;
+    $("player-status").dataset.playedMs = String(Math.round(playback.played * 1000));
+    $("player-status").textContent = `played ${playback.played.toFixed(1)} s of answers`;
   };
-  try {
-    await player.play();
-  } catch (e) {
-    // Autoplay refused (no user gesture yet): leave the clip in the player.
-    notice(`press play to hear the answer (${e.message})`);
-    speech.playing = false;
+  playback.sources.push(source);
+  playback.next = at + buffer.duration;
+}
+
+// Stops what plays; `truncate`: tell the server how much of the answer
+// was heard.
+function stopPlayback(truncate) {
+  const context = playback.context;
+  const playing = playback.sources.length > 0;
+  for (const s of playback.sources) {
+    s.onended = null;
+    try { s.stop(); } catch (_) { /* not started */ }
   }
+  playback.sources = [];
+  if (context) playback.next = context.currentTime;
+  if (truncate && playing && playback.item && context) {
+    const heardMs = Math.max(0, Math.round((context.currentTime - playback.itemStart) * 1000));
+    sendEvent({ type: "conversation.item.truncate", item_id: playback.item, content_index: 0, audio_end_ms: heardMs });
+  }
+  playback.item = null;
 }
 
-function stopSpeaking() {
-  speech.generation += 1;
-  speech.queue = [];
-  speech.playing = false;
-  $("player").pause();
-}
+// ---- the microphone ------------------------------------------------------------
 
-// ---- push-to-talk (STT) ----------------------------------------------------
+const mic = { context: null, stream: null, node: null, pending: [], pendingLength: 0, on: false };
 
-const mic = { context: null, stream: null, node: null, chunks: [], recording: false };
-
-async function startTalking() {
-  if (mic.recording) return;
-  mic.recording = true;
-  $("talk").setAttribute("aria-pressed", "true");
-  stopSpeaking();
+async function startMicrophone() {
+  if (mic.on) return true;
+  mic.on = true;
   try {
     mic.stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
     });
-    mic.context = new AudioContext();
+    // The context resamples the microphone to the API's 24 kHz.
+    mic.context = new AudioContext({ sampleRate: RATE });
     await mic.context.audioWorklet.addModule("recorder-worklet.js");
     const source = mic.context.createMediaStreamSource(mic.stream);
     mic.node = new AudioWorkletNode(mic.context, "recorder");
-    mic.chunks = [];
-    mic.node.port.onmessage = (e) => mic.chunks.push(e.data);
+    mic.node.port.onmessage = (e) => queueSamples(e.data);
     source.connect(mic.node);
-    if (!mic.recording) await stopTalking();
+    return mic.on;
   } catch (e) {
-    mic.recording = false;
-    $("talk").setAttribute("aria-pressed", "false");
+    mic.on = false;
     notice(`microphone: ${e.message}`);
+    return false;
   }
+}
+
+function queueSamples(floats) {
+  mic.pending.push(floats);
+  mic.pendingLength += floats.length;
+  if (mic.pendingLength >= SEND_SAMPLES) flushSamples();
+}
+
+function flushSamples() {
+  if (!mic.pendingLength) return;
+  const pcm = new Int16Array(mic.pendingLength);
+  let at = 0;
+  for (const chunk of mic.pending) {
+    for (let i = 0; i < chunk.length; i++) {
+      const s = Math.max(-1, Math.min(1, chunk[i]));
+      pcm[at++] = s < 0 ? s * 0x8000 : s * 0x7fff;
+    }
+  }
+  mic.pending = [];
+  mic.pendingLength = 0;
+  const bytes = new Uint8Array(pcm.buffer);
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  sendEvent({ type: "input_audio_buffer.append", audio: btoa(binary) });
+}
+
+async function stopMicrophone() {
+  if (!mic.on) return;
+  mic.on = false;
+  flushSamples();
+  if (mic.stream) mic.stream.getTracks().forEach((t) => t.stop());
+  if (mic.context) await mic.context.close();
+  mic.context = null;
+  mic.stream = null;
+}
+
+// Push-to-talk: the turn is what was said while the button was held.
+async function startTalking() {
+  if (state.mode !== "push-to-talk" || mic.on) return;
+  $("talk").setAttribute("aria-pressed", "true");
+  stopPlayback(true);
+  sendEvent({ type: "input_audio_buffer.clear" });
+  if (!(await startMicrophone())) $("talk").setAttribute("aria-pressed", "false");
 }
 
 async function stopTalking() {
-  if (!mic.context) {
-    mic.recording = false;
-    return;
-  }
-  mic.recording = false;
+  if (state.mode !== "push-to-talk" || !mic.on) return;
   $("talk").setAttribute("aria-pressed", "false");
-  const sampleRate = mic.context.sampleRate;
-  mic.stream.getTracks().forEach((t) => t.stop());
-  await mic.context.close();
-  mic.context = null;
-  const samples = concat(mic.chunks);
-  mic.chunks = [];
-  if (samples.length < sampleRate * 0.2) return notice("hold the button while you speak");
-  setStatus("transcribing…");
-  const response = await fetch(`${state.voiceUrl}/api/v1/stt`, {
-    method: "POST",
-    headers: authHeaders({ "Content-Type": "audio/wav" }),
-    body: encodeWav(samples, sampleRate),
-  });
-  setStatus("connected");
-  if (!response.ok) return notice(`speech to text: ${await errorText(response)}`);
-  const { text } = await response.json();
-  if (!text || !text.trim()) return notice("no speech was recognized");
-  send(text);
-}
-
-function concat(chunks) {
-  const out = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
+  await stopMicrophone();
+  if (sendEvent({ type: "input_audio_buffer.commit" })) {
+    sendEvent({ type: "response.create", response: { output_modalities: [speaking() ? "audio" : "text"] } });
   }
-  return out;
 }
 
-// 16-bit PCM mono WAV; the voice service resamples to what its engines take.
-function encodeWav(samples, sampleRate) {
-  const buffer = new ArrayBuffer(44 + samples.length * 2);
-  const view = new DataView(buffer);
-  const text = (at, s) => { for (let i = 0; i < s.length; i++) view.setUint8(at + i, s.charCodeAt(i)); };
-  text(0, "RIFF");
-  view.setUint32(4, 36 + samples.length * 2, true);
-  text(8, "WAVE");
-  text(12, "fmt ");
-  view.setUint32(16, 16, true);
-  view.setUint16(20, 1, true);
-  view.setUint16(22, 1, true);
-  view.setUint32(24, sampleRate, true);
-  view.setUint32(28, sampleRate * 2, true);
-  view.setUint16(32, 2, true);
-  view.setUint16(34, 16, true);
-  text(36, "data");
-  view.setUint32(40, samples.length * 2, true);
-  for (let i = 0; i < samples.length; i++) {
-    const s = Math.max(-1, Math.min(1, samples[i]));
-    view.setInt16(44 + i * 2, s < 0 ? s * 0x8000 : s * 0x7fff, true);
+// Hands-free: the microphone stays open and the server finds the turns.
+async function setHandsFree(on) {
+  state.mode = on ? "hands-free" : "push-to-talk";
+  $("hands-free").setAttribute("aria-pressed", String(on));
+  $("talk").disabled = on;
+  configure();
+  if (on) {
+    if (!(await startMicrophone())) setHandsFree(false);
+  } else {
+    await stopMicrophone();
+    sendEvent({ type: "input_audio_buffer.clear" });
   }
-  return new Blob([buffer], { type: "audio/wav" });
 }
 
-// ---- wiring ----------------------------------------------------------------
+// ---- wiring ----------------------------------------------------------------------
 
 function init() {
   readFragment();
-  $("voice-url").value = localStorage.getItem("voiceUrl") || defaultVoiceUrl();
   const saved = sessionStorage.getItem("token");
   if (saved) $("token").value = saved;
   $("login-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    signIn($("token").value, $("voice-url").value);
+    signIn($("token").value);
   });
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
-    send($("message").value);
+    sendText($("message").value);
     $("message").value = "";
   });
   $("message").addEventListener("keydown", (e) => {
@@ -437,15 +490,15 @@ function init() {
     connect(null);
   });
   $("stop").addEventListener("click", () => {
-    stopSpeaking();
-    if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-      state.socket.send(JSON.stringify({ type: "cancel" }));
-    }
+    stopPlayback(true);
+    sendEvent({ type: "response.cancel" });
   });
+  $("speak").addEventListener("change", configure);
+  $("hands-free").addEventListener("click", () => setHandsFree(state.mode !== "hands-free"));
   const talk = $("talk");
   talk.addEventListener("pointerdown", (e) => { e.preventDefault(); startTalking(); });
   talk.addEventListener("pointerup", () => stopTalking());
-  talk.addEventListener("pointerleave", () => { if (mic.recording) stopTalking(); });
+  talk.addEventListener("pointerleave", () => stopTalking());
   talk.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "Enter") { e.preventDefault(); startTalking(); } });
   talk.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") stopTalking(); });
   document.addEventListener("keydown", (e) => {
@@ -457,7 +510,7 @@ function init() {
   document.addEventListener("keyup", (e) => {
     if (e.key === " " && e.target === document.body) stopTalking();
   });
-  if (saved) signIn(saved, $("voice-url").value);
+  if (saved) signIn(saved);
 }
 
 init();

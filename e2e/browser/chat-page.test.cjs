@@ -1,10 +1,13 @@
 // Browser test of the web client, in headless Chromium (Debian's chromium,
-// driven by playwright-core), against a running local stack:
-//   open the page with the demo token → send a message → the answer streams
-//   in → it is spoken (the audio element gets a real WAV and plays it) →
-//   push-to-talk with a fake microphone playing synthesized speech → the
-//   transcript is sent and answered → the session is listed. Saves a
-//   screenshot. Run by `scripts/run-local.sh --smoke --browser`.
+// driven by playwright-core), against a running local stack; the page talks
+// to the chat service's Realtime API (/v1/realtime):
+//   open the page with the demo token → a typed message, answered in text
+//   as it streams → a typed message answered aloud (the page plays the
+//   answer's audio) → push-to-talk with a fake microphone playing
+//   synthesized speech → the turn is transcribed and answered → hands-free:
+//   the server finds the turn in the open microphone and answers it → the
+//   session is listed. Saves a screenshot. Run by
+//   `scripts/run-local.sh --smoke --browser`.
 //
 // Environment: CHAT_URL, VOICE_URL, TOKEN, CHROMIUM (default
 // /usr/bin/chromium), SCREENSHOT (default target/browser/chat-page.png);
@@ -33,16 +36,35 @@ function isWav(bytes) {
     bytes.subarray(8, 12).toString("latin1") === "WAVE";
 }
 
+// The fake microphone loops this file: the question, then 8 s of silence
+// (hands-free ends a turn after 0.5 s of it, and the answer is done before
+// the question comes round again).
 async function synthesizeMicrophoneInput(file) {
   const r = await fetch(`${VOICE_URL}/api/v1/tts`, {
     method: "POST",
     headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ text: SPOKEN }),
+    body: JSON.stringify({ text: SPOKEN, format: "pcm" }),
   });
   check(r.ok, `TTS for the fake microphone: HTTP ${r.status}`);
-  const bytes = Buffer.from(await r.arrayBuffer());
-  check(isWav(bytes), "TTS for the fake microphone is not a WAV");
-  fs.writeFileSync(file, bytes);
+  const speech = Buffer.from(await r.arrayBuffer());
+  const rate = 24000;
+  const pcm = Buffer.concat([speech, Buffer.alloc(rate * 2 * 8)]);
+  const header = Buffer.alloc(44);
+  header.write("RIFF", 0, "latin1");
+  header.writeUInt32LE(36 + pcm.length, 4);
+  header.write("WAVEfmt ", 8, "latin1");
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write("data", 36, "latin1");
+  header.writeUInt32LE(pcm.length, 40);
+  const wav = Buffer.concat([header, pcm]);
+  check(isWav(wav) && speech.length > rate, "TTS for the fake microphone gave no speech");
+  fs.writeFileSync(file, wav);
 }
 
 async function main() {
@@ -70,18 +92,15 @@ async function main() {
     page.on("console", (m) => {
       if (m.type() === "error") failures.push(`console error: ${m.text()}`);
     });
-    const ttsAnswers = [];
-    page.on("response", async (r) => {
-      if (r.url().endsWith("/api/v1/tts") && r.request().method() === "POST") {
-// The bytes are checked where they end up, in the audio element: the
-        // DevTools protocol reports an empty body once the page read it as a blob.
-        ttsAnswers.push({ status: r.status(), type: r.headers()["content-type"] });
-      }
+    const realtimeSockets = [];
+    page.on("websocket", (ws) => {
+      if (ws.url().includes("/v1/realtime")) realtimeSockets.push(ws.url());
     });
 
-    await page.goto(`${CHAT_URL}/#token=${encodeURIComponent(TOKEN)}&voice=${encodeURIComponent(VOICE_URL)}`);
-    await page.waitForFunction(() => document.getElementById("connection").textContent === "connected", null, { timeout: WAIT });
+    await page.goto(`${CHAT_URL}/#token=${encodeURIComponent(TOKEN)}`);
+    await page.waitForFunction(() => document.getElementById("connection").textContent.startsWith("connected"), null, { timeout: WAIT });
     check(!page.url().includes("token="), "the token is removed from the address bar");
+    check(realtimeSockets.length === 1, `the page opened ${realtimeSockets.length} realtime sockets`);
 
     // Watch the answer grow: streamed, not delivered at once.
     await page.evaluate(() => {
@@ -92,37 +111,30 @@ async function main() {
         if (last) window.answerLengths.push(last.textContent.length);
       }).observe(document.getElementById("messages"), { subtree: true, childList: true, characterData: true });
     });
+    const answers = page.locator("#messages li.assistant[data-done=true]");
 
-    // 1. A typed message, answered while streaming, then spoken.
+    // 1. A typed message answered in text, token by token.
+    await page.uncheck("#speak");
     await page.fill("#message", "Write one short sentence about the sea.");
     await page.press("#message", "Enter");
-    const answer = page.locator("#messages li.assistant[data-done=true]").first();
-    await answer.waitFor({ timeout: WAIT });
-    const answerText = (await answer.locator("span").first().textContent()).trim();
+    await answers.nth(0).waitFor({ timeout: WAIT });
+    const answerText = (await answers.nth(0).locator("span").first().textContent()).trim();
     check(answerText.length > 0, "the answer is empty");
     const lengths = await page.evaluate(() => window.answerLengths);
     const distinct = new Set(lengths.filter((n) => n > 0));
     check(distinct.size >= 2, `the answer did not stream (lengths seen: ${[...distinct]})`);
-    check(await answer.locator(".timing").count() === 1, "the answer shows its timing");
+    check(await answers.nth(0).locator(".timing").count() === 1, "the answer shows its timing");
 
-    await page.waitForFunction(() => Number(document.getElementById("player").dataset.played || 0) >= 1, null, { timeout: WAIT });
-    check(ttsAnswers.length >= 1, "no TTS request was made");
-    for (const t of ttsAnswers) {
-      check(t.status === 200, `TTS answered ${t.status}`);
-      check((t.type || "").startsWith("audio/wav"), `TTS content type ${t.type}`);
-    }
-    const played = await page.evaluate(async () => {
-      const player = document.getElementById("player");
-      const bytes = new Uint8Array(await (await fetch(player.src)).arrayBuffer());
-      return {
-        head: String.fromCharCode(...bytes.slice(0, 4)) + String.fromCharCode(...bytes.slice(8, 12)),
-        duration: player.duration,
-      };
-    });
-    check(played.head === "RIFFWAVE", `the audio element holds ${played.head}, not a WAV`);
-    check(played.duration > 0.2, `the spoken clip lasts ${played.duration} s`);
+    // 2. A typed message answered aloud: the page plays the answer's audio.
+    await page.check("#speak");
+    await page.fill("#message", SPOKEN);
+    await page.press("#message", "Enter");
+    await answers.nth(1).waitFor({ timeout: WAIT });
+    await page.waitForFunction(() => Number(document.getElementById("player-status").dataset.playedMs) > 300, null, { timeout: WAIT });
+    const spokenAnswer = (await answers.nth(1).locator("span").first().textContent()).trim();
+    const playedMs = Number(await page.locator("#player-status").getAttribute("data-played-ms"));
 
-    // 2. Push-to-talk: the fake microphone plays SPOKEN in a loop.
+    // 3. Push-to-talk: the fake microphone plays SPOKEN.
     const userMessages = page.locator("#messages li.user");
     const before = await userMessages.count();
     const talk = page.locator("#talk");
@@ -131,13 +143,33 @@ async function main() {
     await page.waitForFunction(() => document.getElementById("talk").getAttribute("aria-pressed") === "true");
     await page.waitForTimeout(4500);
     await page.mouse.up();
-    await page.waitForFunction((n) => document.querySelectorAll("#messages li.user").length > n, before, { timeout: WAIT });
+    await page.waitForFunction((n) => {
+      const users = document.querySelectorAll("#messages li.user");
+      return users.length > n && !users[n].classList.contains("listening") && users[n].textContent.trim().length > 0;
+    }, before, { timeout: WAIT });
     const heard = (await userMessages.nth(before).textContent()).trim();
-    const words = heard.toLowerCase().replace(/[^a-z ]/g, " ").split(/\s+/);
-    check(["capital", "france"].some((w) => words.includes(w)), `push-to-talk heard ${JSON.stringify(heard)}, not "${SPOKEN}"`);
-    await page.locator("#messages li.assistant[data-done=true]").nth(1).waitFor({ timeout: WAIT });
+    const hasWords = (text) => {
+      const words = text.toLowerCase().replace(/[^a-z ]/g, " ").split(/\s+/);
+      return ["capital", "france"].some((w) => words.includes(w));
+    };
+    check(hasWords(heard), `push-to-talk heard ${JSON.stringify(heard)}, not "${SPOKEN}"`);
+    await answers.nth(2).waitFor({ timeout: WAIT });
 
-    // 3. The session is listed and marked current.
+    // 4. Hands-free: the server finds the turn in the open microphone and
+    // answers it without a button.
+    const beforeHandsFree = await userMessages.count();
+    const answersBefore = await answers.count();
+    await page.click("#hands-free");
+    await page.waitForFunction((n) => {
+      const users = document.querySelectorAll("#messages li.user");
+      return users.length > n && !users[n].classList.contains("listening") && users[n].textContent.trim().length > 0;
+    }, beforeHandsFree, { timeout: WAIT });
+    const handsFreeHeard = (await userMessages.nth(beforeHandsFree).textContent()).trim();
+    check(hasWords(handsFreeHeard), `hands-free heard ${JSON.stringify(handsFreeHeard)}, not "${SPOKEN}"`);
+    await answers.nth(answersBefore).waitFor({ timeout: WAIT });
+    await page.click("#hands-free");
+
+    // 5. The session is listed and marked current.
     await page.locator('#sessions button[aria-current="true"]').first().waitFor({ timeout: WAIT });
 
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -145,9 +177,10 @@ async function main() {
     const notice = (await page.locator("#notice").textContent()).trim();
     check(failures.length === 0, failures.join("\n"));
     console.log("browser test passed");
-    console.log(`  answer         ${JSON.stringify(answerText.slice(0, 120))}`);
-    console.log(`  streamed in    ${distinct.size} steps; ${ttsAnswers.length} spoken clip(s), last ${played.duration.toFixed(2)} s`);
+    console.log(`  answer         ${JSON.stringify(answerText.slice(0, 120))} (streamed in ${distinct.size} steps)`);
+    console.log(`  spoken answer  ${JSON.stringify(spokenAnswer.slice(0, 120))}; ${(playedMs / 1000).toFixed(2)} s played`);
     console.log(`  push-to-talk   heard ${JSON.stringify(heard)}`);
+    console.log(`  hands-free     heard ${JSON.stringify(handsFreeHeard)}`);
     if (notice) console.log(`  page notice    ${notice}`);
     console.log(`  screenshot     ${SCREENSHOT}`);
     console.log(`  took           ${((Date.now() - started) / 1000).toFixed(1)} s`);
