@@ -24,6 +24,9 @@ pub struct ChatMetrics {
     pub realtime_stt: Histogram,
     /// From the end of a turn (commit) to the answer's first audio.
     pub realtime_first_audio: Histogram,
+    /// Transcriptions started at a pause, by `outcome`: `adopted` (the turn
+    /// ended there) or `discarded` (the user went on).
+    pub realtime_speculations: IntCounterVec,
 }
 
 impl ChatMetrics {
@@ -86,7 +89,15 @@ impl ChatMetrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(realtime_sessions.clone()))?;
         registry.register(Box::new(realtime_stt.clone()))?;
+        let realtime_speculations = IntCounterVec::new(
+            Opts::new(
+                "realtime_speculative_transcriptions_total",
+                "Transcriptions started at a pause in a realtime turn, by outcome",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(realtime_first_audio.clone()))?;
+        registry.register(Box::new(realtime_speculations.clone()))?;
         Ok(Self {
             registry,
             http,
@@ -101,6 +112,7 @@ impl ChatMetrics {
             realtime_sessions,
             realtime_stt,
             realtime_first_audio,
+            realtime_speculations,
         })
     }
 

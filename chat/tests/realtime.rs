@@ -294,6 +294,18 @@ async fn a_spoken_question_is_heard_answered_aloud_and_kept_in_the_history() {
     assert!(r["audio_secs"].as_f64().unwrap() > 0.5, "{r}");
     assert_eq!(r["output"][0]["type"], "output_audio");
     assert_eq!(r["output"][0]["transcript"], answer);
+    // Its transcript was started at the pause, before the silence window
+    // ended the turn, and used.
+    let metrics = reqwest::get(chat.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chat_realtime_speculative_transcriptions_total{outcome=\"adopted\"} 1"),
+        "{metrics}"
+    );
     // The turn is in the chat session's history.
     let stored = history(&chat, "speaker", r["session_id"].as_str().unwrap()).await;
     assert_eq!(stored.len(), 2, "{stored:?}");

@@ -225,6 +225,7 @@ async fn transcribe_in_order(
             .transcribe(&token, job.turn.to_wav(), job.language.as_deref())
             .await;
         let report = Internal::Transcribed {
+            job: job.job,
             item_id: job.item_id,
             audio_secs,
             started,

@@ -29,6 +29,7 @@ const MAX_ITEMS: usize = 200;
 /// What the session's tasks report.
 pub enum Internal {
     Transcribed {
+        job: u64,
         item_id: String,
         /// Seconds of the turn's audio.
         audio_secs: f64,
@@ -38,8 +39,9 @@ pub enum Internal {
     Ended(ResponseEnded),
 }
 
-/// A committed turn waiting for its transcript.
+/// A turn (or, at a pause, what may turn out to be one) to transcribe.
 pub struct TranscriptionJob {
+    pub job: u64,
     pub item_id: String,
     pub turn: Turn,
     pub language: Option<String>,
@@ -54,6 +56,21 @@ struct Wanted {
     /// When the user's turn ended (or the client asked).
     since: Instant,
     event_id: Option<String>,
+}
+
+/// A transcription started when the user paused, before the silence
+/// window confirmed the end of the turn: if the turn does end there, its
+/// transcript is (nearly) ready when the window closes.
+struct Speculation {
+    job: u64,
+    item_id: String,
+    /// The end of the last speech it heard (session audio clock).
+    covers_ms: u64,
+    audio_secs: f64,
+    started: Instant,
+    result: Option<Result<Heard, VoiceError>>,
+    /// The turn ended where it was cut: its result is the turn's.
+    adopted: bool,
 }
 
 struct Running {
@@ -81,6 +98,10 @@ pub struct Session {
     /// began on the session's audio clock.
     speaking: Option<(String, u64)>,
     pending_transcriptions: usize,
+    /// Transcriptions of committed turns: job → item.
+    expected: std::collections::HashMap<u64, String>,
+    speculation: Option<Speculation>,
+    next_job: u64,
     wanted: Option<Wanted>,
     running: Option<Running>,
     audio_sent: bool,
@@ -125,6 +146,9 @@ impl Session {
             input,
             speaking: None,
             pending_transcriptions: 0,
+            expected: std::collections::HashMap::new(),
+            speculation: None,
+            next_job: 0,
             wanted: None,
             running: None,
             audio_sent: false,
@@ -163,6 +187,7 @@ impl Session {
             ClientEvent::Clear => {
                 self.input.clear();
                 self.speaking = None;
+                self.discard_speculation();
                 self.send(server_event("input_audio_buffer.cleared", json!({})))
                     .await;
                 Ok(())
@@ -252,6 +277,7 @@ impl Session {
                     ))
                     .await;
                     self.speaking = Some((item_id, at_ms));
+                    self.discard_speculation();
                     let interrupts = self
                         .settings
                         .turn_detection
@@ -259,6 +285,9 @@ impl Session {
                     if interrupts && let Some(running) = &self.running {
                         running.cancel.cancel(CancelReason::TurnDetected);
                     }
+                }
+                VadEvent::Paused { at_ms, detected_ms } => {
+                    self.speculate(at_ms, detected_ms).await?
                 }
                 VadEvent::SpeechStopped { at_ms, detected_ms } => {
                     let (item_id, started_ms) = self
@@ -280,6 +309,15 @@ impl Session {
                         .settings
                         .turn_detection
                         .is_some_and(|t| t.create_response);
+                    // The transcript started at the pause is the turn's
+                    // when nothing was said after it.
+                    let speculated = self
+                        .speculation
+                        .as_ref()
+                        .is_some_and(|s| s.item_id == item_id && s.covers_ms >= at_ms);
+                    if !speculated {
+                        self.discard_speculation();
+                    }
                     self.commit_turn(item_id, turn, respond).await?;
                 }
             }
@@ -300,6 +338,7 @@ impl Session {
             .take()
             .map_or_else(|| new_id("item_"), |(id, _)| id);
         let turn = self.input.take_all();
+        self.discard_speculation();
         self.commit_turn(item_id, turn, false).await
     }
 
@@ -333,8 +372,56 @@ impl Session {
         .await;
         self.push_item(item);
         self.pending_transcriptions += 1;
+        if respond {
+            self.want_response(Map::new(), Some(item_id.clone()), Instant::now(), None)
+                .await?;
+        }
+        match self.speculation.as_mut() {
+            Some(s) if s.item_id == item_id => {
+                s.adopted = true;
+                self.state
+                    .metrics
+                    .realtime_speculations
+                    .with_label_values(&["adopted"])
+                    .inc();
+                if s.result.is_some()
+                    && let Some(s) = self.speculation.take()
+                    && let Some(result) = s.result
+                {
+                    self.transcribed(s.item_id, s.audio_secs, s.started, result)
+                        .await;
+                    self.start_wanted().await;
+                }
+            }
+            _ => {
+                self.discard_speculation();
+                let job = self.queue_transcription(item_id.clone(), turn).await?;
+                self.expected.insert(job, item_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a transcription started at a pause that the turn outgrew.
+    fn discard_speculation(&mut self) {
+        if self.speculation.take().is_some() {
+            self.state
+                .metrics
+                .realtime_speculations
+                .with_label_values(&["discarded"])
+                .inc();
+        }
+    }
+
+    async fn queue_transcription(
+        &mut self,
+        item_id: String,
+        turn: Turn,
+    ) -> Result<u64, EventError> {
+        self.next_job += 1;
         let job = TranscriptionJob {
-            item_id: item_id.clone(),
+            job: self.next_job,
+            item_id,
             turn,
             language: self.settings.language.clone(),
         };
@@ -344,10 +431,37 @@ impl Session {
                 "the transcriber stopped",
             ));
         }
-        if respond {
-            self.want_response(Map::new(), Some(item_id), Instant::now(), None)
-                .await?;
+        Ok(self.next_job)
+    }
+
+    /// The user paused: start transcribing what was said, in case the
+    /// silence window ends the turn here.
+    async fn speculate(&mut self, at_ms: u64, detected_ms: u64) -> Handled {
+        let Some((item_id, started_ms)) = self.speaking.clone() else {
+            return Ok(());
+        };
+        if !self.voice.configured() {
+            return Ok(());
         }
+        let padding = self
+            .settings
+            .turn_detection
+            .map_or(0, |t| t.vad.prefix_padding_ms);
+        let turn = self
+            .input
+            .copy_span(started_ms.saturating_sub(u64::from(padding)), detected_ms);
+        let audio_secs = turn.duration_secs();
+        self.discard_speculation();
+        let job = self.queue_transcription(item_id.clone(), turn).await?;
+        self.speculation = Some(Speculation {
+            job,
+            item_id,
+            covers_ms: at_ms,
+            audio_secs,
+            started: Instant::now(),
+            result: None,
+            adopted: false,
+        });
         Ok(())
     }
 
@@ -656,11 +770,29 @@ impl Session {
     pub async fn internal(&mut self, report: Internal) {
         match report {
             Internal::Transcribed {
+                job,
                 item_id,
                 audio_secs,
                 started,
                 result,
-            } => self.transcribed(item_id, audio_secs, started, result).await,
+            } => {
+                match self.speculation.as_mut() {
+                    Some(s) if s.job == job && s.adopted => {
+                        let s = self.speculation.take();
+                        if let Some(s) = s {
+                            self.transcribed(s.item_id, audio_secs, s.started, result)
+                                .await;
+                        }
+                    }
+                    // Kept until the turn ends (or goes on).
+                    Some(s) if s.job == job => s.result = Some(result),
+                    _ => {
+                        if self.expected.remove(&job).is_some() {
+                            self.transcribed(item_id, audio_secs, started, result).await;
+                        }
+                    }
+                }
+            }
             Internal::Ended(ended) => self.ended(ended).await,
         }
         self.start_wanted().await;

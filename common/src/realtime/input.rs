@@ -88,6 +88,10 @@ impl InputBuffer {
                     VadEvent::SpeechStarted { at_ms } => VadEvent::SpeechStarted {
                         at_ms: at_ms + *base,
                     },
+                    VadEvent::Paused { at_ms, detected_ms } => VadEvent::Paused {
+                        at_ms: at_ms + *base,
+                        detected_ms: detected_ms + *base,
+                    },
                     VadEvent::SpeechStopped { at_ms, detected_ms } => VadEvent::SpeechStopped {
                         at_ms: at_ms + *base,
                         detected_ms: detected_ms + *base,
@@ -109,15 +113,25 @@ impl InputBuffer {
         }
     }
 
+    fn index(&self, ms: u64) -> usize {
+        let rate = u64::from(self.format.sample_rate());
+        let i = ms.saturating_sub(self.offset_ms) * rate / 1000;
+        (i as usize).min(self.samples.len())
+    }
+
+    /// A copy of the audio from `from_ms` to `to_ms` (session clock); the
+    /// buffer keeps it (work that may turn out not to be needed).
+    pub fn copy_span(&self, from_ms: u64, to_ms: u64) -> Turn {
+        Turn {
+            samples: self.samples[self.index(from_ms)..self.index(to_ms)].to_vec(),
+            sample_rate: self.format.sample_rate(),
+        }
+    }
+
     /// The audio from `from_ms` to `to_ms` (session clock) as a turn;
     /// what came before is dropped, what came after stays.
     pub fn take_span(&mut self, from_ms: u64, to_ms: u64) -> Turn {
-        let rate = u64::from(self.format.sample_rate());
-        let index = |ms: u64| {
-            let i = ms.saturating_sub(self.offset_ms) * rate / 1000;
-            (i as usize).min(self.samples.len())
-        };
-        let (from, to) = (index(from_ms), index(to_ms));
+        let (from, to) = (self.index(from_ms), self.index(to_ms));
         let samples = self.samples[from..to].to_vec();
         self.samples.drain(..to);
         self.offset_ms = self.offset_ms.max(to_ms.min(self.now_ms()));
@@ -186,11 +200,20 @@ mod tests {
         let stopped = b.append(&pcm(700, 0)).unwrap();
         assert_eq!(
             stopped,
-            [VadEvent::SpeechStopped {
-                at_ms: 1800,
-                detected_ms: 2300
-            }]
+            [
+                VadEvent::Paused {
+                    at_ms: 1800,
+                    detected_ms: 2000
+                },
+                VadEvent::SpeechStopped {
+                    at_ms: 1800,
+                    detected_ms: 2300
+                }
+            ]
         );
+        // A copy for work started at the pause leaves the buffer as it is.
+        let early = b.copy_span(1000 - 300, 2000);
+        assert_eq!(early.samples.len(), 24 * 1300);
         // 300 ms of padding before the speech, to the detection.
         let turn = b.take_span(1000 - 300, 2300);
         assert_eq!(turn.samples.len(), 24 * 1600);

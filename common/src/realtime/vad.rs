@@ -10,6 +10,9 @@ pub const FRAME_MS: u32 = 20;
 /// Consecutive loud frames before speech counts as started (a click or a
 /// breath is not speech).
 const START_FRAMES: u32 = 2;
+/// Quiet within speech this long is a pause: the turn may be over, and
+/// work on it can start before the silence window confirms it.
+pub const PAUSE_MS: u32 = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VadSettings {
@@ -40,6 +43,9 @@ impl VadSettings {
 pub enum VadEvent {
     /// Speech began at `at_ms` (the first loud frame).
     SpeechStarted { at_ms: u64 },
+    /// Speech paused for `PAUSE_MS` (shorter than the silence window): the
+    /// last loud frame ended at `at_ms`. Speech that goes on makes it moot.
+    Paused { at_ms: u64, detected_ms: u64 },
     /// Speech ended: the last loud frame ended at `at_ms`; the silence that
     /// ended it lasted until `detected_ms`.
     SpeechStopped { at_ms: u64, detected_ms: u64 },
@@ -111,8 +117,17 @@ impl Vad {
             } else {
                 self.loud_run = 0;
                 self.quiet_run += 1;
-                if self.in_speech && self.quiet_run * FRAME_MS >= self.settings.silence_duration_ms
+                let quiet_ms = self.quiet_run * FRAME_MS;
+                if self.in_speech
+                    && quiet_ms == PAUSE_MS
+                    && PAUSE_MS < self.settings.silence_duration_ms
                 {
+                    events.push(VadEvent::Paused {
+                        at_ms: self.last_loud_end_ms,
+                        detected_ms: end_ms,
+                    });
+                }
+                if self.in_speech && quiet_ms >= self.settings.silence_duration_ms {
                     self.in_speech = false;
                     events.push(VadEvent::SpeechStopped {
                         at_ms: self.last_loud_end_ms,
@@ -164,15 +179,27 @@ mod tests {
         assert_eq!(started, [VadEvent::SpeechStarted { at_ms: 400 }]);
         assert!(vad.in_speech());
         // 300 ms of quiet is a pause, not the end (500 ms is).
-        assert!(vad.push(&tone(300, 0.0)).is_empty());
+        assert_eq!(
+            vad.push(&tone(300, 0.0)),
+            [VadEvent::Paused {
+                at_ms: 1400,
+                detected_ms: 1600
+            }]
+        );
         assert!(vad.push(&tone(200, 0.3)).is_empty());
         let stopped = vad.push(&tone(600, 0.0));
         assert_eq!(
             stopped,
-            [VadEvent::SpeechStopped {
-                at_ms: 1900,
-                detected_ms: 2400
-            }]
+            [
+                VadEvent::Paused {
+                    at_ms: 1900,
+                    detected_ms: 2100
+                },
+                VadEvent::SpeechStopped {
+                    at_ms: 1900,
+                    detected_ms: 2400
+                }
+            ]
         );
         assert!(!vad.in_speech());
     }
@@ -187,7 +214,7 @@ mod tests {
         let mut pieces = Vad::new(VadSettings::default(), RATE);
         let got: Vec<VadEvent> = audio.chunks(333).flat_map(|c| pieces.push(c)).collect();
         assert_eq!(got, expected);
-        assert_eq!(expected.len(), 2);
+        assert_eq!(expected.len(), 3, "start, pause, stop: {expected:?}");
     }
 
     #[test]

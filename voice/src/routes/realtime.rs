@@ -391,6 +391,7 @@ fn append(
                 ));
                 *speaking = Some((item_id, at_ms));
             }
+            VadEvent::Paused { .. } => {}
             VadEvent::SpeechStopped { at_ms, detected_ms } => {
                 let (item_id, started) =
                     speaking.take().unwrap_or_else(|| (new_id("item_"), at_ms));
