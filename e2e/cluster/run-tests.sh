@@ -15,12 +15,12 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${VOICECHAT_CACHE:-$HOME/.cache/voicechat}"
 : "${VCS_MODELS_NODE_PATH:?the models folder on the node}" "${VOICECHAT_MODEL_MIRROR:?the models mirror (e2e/cluster/up.sh prints it)}"
-venv="$cache/venv-cluster-e2e-2"
+venv="$cache/venv-cluster-e2e-3"
 if ! "$venv/bin/python" -c 'import pytest, openai, websockets, wyoming' 2>/dev/null; then
   echo "==> the cluster tests' clients (venv $venv)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet pytest==8.3.5 openai==3.54.0 websockets==13.1 wyoming==1.10.2
+  "$venv/bin/pip" install --quiet pytest==8.3.5 openai==3.57.0 websockets==15.0.1 wyoming==1.10.2
 fi
 for tool in kubectl helm; do
   command -v "$tool" >/dev/null || { echo "$tool is not on PATH" >&2; exit 1; }

@@ -174,3 +174,41 @@ async def wyoming_round_trip(host: str, port: int, text: str, timeout: float = 1
         "text": transcript.text,
         "language": transcript.language,
     }
+
+
+async def realtime_spoken_turn(chat_url: str, voice_url: str, token: str, question: str, timeout: float = 180) -> dict:
+    """A spoken turn on the chat service's Realtime API with the official
+    `openai` client: the voice service speaks `question` (24 kHz PCM), the
+    client streams it with trailing silence, server VAD ends the turn, and
+    the answer comes back as audio. Returns the user's transcript, the
+    answer's transcript, its audio seconds and the response status."""
+    import asyncio
+    import base64
+
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(api_key=token, base_url=f"{voice_url}/v1",
+                         websocket_base_url=f"{chat_url.replace('http', 'ws', 1)}/v1", max_retries=2)
+    speech = (await client.audio.speech.create(model="tts-1", voice="alloy", input=question,
+                                               response_format="pcm")).content
+    result = {"audio_bytes": 0, "answer": ""}
+    async with client.realtime.connect(model="voicechat") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["audio"]})
+        audio = bytes(24000) + speech + bytes(48000)
+        for i in range(0, len(audio), 4800):
+            await conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + 4800]).decode())
+        while True:
+            event = await asyncio.wait_for(conn.recv(), timeout=timeout)
+            if event.type == "session.created":
+                result["session_id"] = event.session.id
+            elif event.type == "conversation.item.input_audio_transcription.completed":
+                result["user"] = event.transcript
+            elif event.type == "response.output_audio_transcript.delta":
+                result["answer"] += event.delta
+            elif event.type == "response.output_audio.delta":
+                result["audio_bytes"] += len(base64.b64decode(event.delta))
+            elif event.type == "error":
+                result.setdefault("errors", []).append(event.error.message)
+            elif event.type == "response.done":
+                result["status"] = event.response.status
+                return result

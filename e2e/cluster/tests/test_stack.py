@@ -17,7 +17,8 @@ import urllib.request
 
 import pytest
 from conftest import mirror, whisper_source
-from clients import ChatSocket, http_get, http_json, openai_client, speak, transcribe, wyoming_round_trip
+from clients import (ChatSocket, http_get, http_json, openai_client, realtime_spoken_turn, speak, transcribe,
+                     wyoming_round_trip)
 from kube import (
     OPERATOR_NAMESPACE,
     audit_lines,
@@ -374,6 +375,23 @@ def test_speech_round_trip_with_the_official_openai_client(endpoints, token):
     expected = words(SPOKEN)
     missing = [w for w in expected if w not in heard]
     assert len(missing) <= 2, f"heard {heard}, expected {expected}"
+
+
+def test_a_spoken_question_on_the_realtime_api_is_answered_aloud(endpoints, token):
+    """The chat pod hears and speaks through the voice Service the operator
+    wired (VOICE_URL), with the in-cluster Ollama answering: the official
+    client's Realtime API through the chat Service."""
+    import asyncio
+
+    jwt = token("e2e-realtime")
+    r = asyncio.run(realtime_spoken_turn(endpoints["chat"], endpoints["voice"], jwt,
+                                         "What is the capital of France?"))
+    assert r.get("status") == "completed", r
+    assert "capital" in words(r.get("user", "")), r
+    assert "paris" in words(r["answer"]), r
+    assert r["audio_bytes"] > 48_000 // 2, r
+    messages = http_json(f"{endpoints['chat']}/api/v1/sessions/{r['session_id']}/messages", jwt)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"], messages
 
 
 def test_home_assistant_speaks_and_hears_through_the_wyoming_port(stack, node_ip):
