@@ -44,8 +44,11 @@ fn multilingual() -> &'static Service {
 /// `text` as espeak-ng speaks it in `voice` (a WAV at 22,050 Hz).
 fn espeak(voice: &str, speed: &str, text: &str) -> Vec<u8> {
     // A file, not --stdout: a WAV on a pipe has no length in its header.
+    // One per call: the tests run at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let path = std::env::temp_dir().join(format!(
-        "vcs-espeak-{}-{voice}-{speed}.wav",
+        "vcs-espeak-{}-{n}-{voice}-{speed}.wav",
         std::process::id()
     ));
     let out = std::process::Command::new("espeak-ng")
