@@ -66,6 +66,7 @@ fn config(models: &std::path::Path, redis_url: Option<String>) -> VoiceConfig {
         whisper: voicechat_voice::stt::whisper::WhisperSettings::new(threads),
         sentence_silence_secs: 0.2,
         inference_concurrency,
+        inference_queue_limit: 4 * inference_concurrency,
         max_text_chars: 5000,
         max_audio_bytes: 25 << 20,
         max_audio_secs: 600,

@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use voicechat_common::service::{ServiceRouter, StartError};
 
@@ -13,6 +12,7 @@ use crate::cache::ResultCache;
 use crate::config::VoiceConfig;
 use crate::engines::Engines;
 use crate::metrics::VoiceMetrics;
+use crate::queue::InferenceQueue;
 use crate::routes::{native, openai, openai_stt, ops, realtime, stream};
 use crate::state::AppState;
 
@@ -24,13 +24,19 @@ impl AppState {
             config.cache_ttl,
             config.redis_timeout,
         )?;
+        let metrics = VoiceMetrics::new()?;
         Ok(Self {
-            inference: Arc::new(Semaphore::new(config.inference_concurrency)),
+            inference: InferenceQueue::new(
+                config.inference_concurrency,
+                config.inference_queue_limit,
+                metrics.inference_queue_depth.clone(),
+                metrics.inference_running.clone(),
+            ),
             config: Arc::new(config),
             verifier: Arc::new(verifier),
             engines: Arc::new(OnceLock::new()),
             cache: Arc::new(cache),
-            metrics: VoiceMetrics::new()?,
+            metrics,
         })
     }
 

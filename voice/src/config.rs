@@ -36,6 +36,8 @@ pub struct VoiceConfig {
     /// Silence between sentences of synthesized speech, in seconds.
     pub sentence_silence_secs: f32,
     pub inference_concurrency: usize,
+    /// Calls waiting for inference past which the pod reports not-ready.
+    pub inference_queue_limit: usize,
     pub max_text_chars: usize,
     pub max_audio_bytes: usize,
     pub max_audio_secs: u32,
@@ -148,6 +150,11 @@ impl VoiceConfig {
             whisper,
             sentence_silence_secs,
             inference_concurrency,
+            inference_queue_limit: config::env_parse(
+                "VOICE_INFERENCE_QUEUE_LIMIT",
+                4 * inference_concurrency,
+            )?
+            .max(1),
             max_text_chars: config::env_parse("VOICE_MAX_TEXT_CHARS", 5000usize)?,
             max_audio_bytes: config::env_parse("VOICE_MAX_AUDIO_BYTES", 25 * 1024 * 1024usize)?,
             max_audio_secs: config::env_parse("VOICE_MAX_AUDIO_SECS", 600u32)?,

@@ -13,6 +13,7 @@ pub mod google;
 pub mod loader;
 pub mod metrics;
 pub mod openmp;
+pub mod queue;
 pub mod routes;
 pub mod speech;
 pub mod state;

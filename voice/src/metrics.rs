@@ -18,6 +18,10 @@ pub struct VoiceMetrics {
     /// Streamed syntheses by `outcome`: `finished`, `failed`, or
     /// `client_left` (stopped early: the client went away).
     pub tts_streams: IntCounterVec,
+    /// Engine calls waiting for their turn (`VOICE_INFERENCE_CONCURRENCY`).
+    pub inference_queue_depth: IntGauge,
+    /// Engine calls running now (of `VOICE_INFERENCE_CONCURRENCY`).
+    pub inference_running: IntGauge,
     /// Wyoming connections open now.
     pub wyoming_connections: IntGauge,
     /// Wyoming events received, by `type` (the protocol's own, else `other`).
@@ -58,6 +62,11 @@ impl VoiceMetrics {
             Opts::new("tts_streams_total", "Streamed syntheses by how they ended"),
             &["outcome"],
         )?;
+        let inference_queue_depth = IntGauge::new(
+            "inference_queue_depth",
+            "Engine calls waiting for their turn",
+        )?;
+        let inference_running = IntGauge::new("inference_running", "Engine calls running now")?;
         let wyoming_connections =
             IntGauge::new("wyoming_connections", "Wyoming connections open now")?;
         let wyoming_events = IntCounterVec::new(
@@ -77,6 +86,8 @@ impl VoiceMetrics {
             Box::new(fallbacks.clone()),
             Box::new(cache.clone()),
             Box::new(tts_streams.clone()),
+            Box::new(inference_queue_depth.clone()),
+            Box::new(inference_running.clone()),
             Box::new(wyoming_connections.clone()),
             Box::new(wyoming_events.clone()),
             Box::new(wyoming_closed.clone()),
@@ -91,6 +102,8 @@ impl VoiceMetrics {
             fallbacks,
             cache,
             tts_streams,
+            inference_queue_depth,
+            inference_running,
             wyoming_connections,
             wyoming_events,
             wyoming_closed,

@@ -2,13 +2,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Semaphore;
 use voicechat_common::auth::{TokenVerifier, VerifiesTokens};
 
 use crate::cache::ResultCache;
 use crate::config::VoiceConfig;
 use crate::engines::Engines;
 use crate::metrics::VoiceMetrics;
+use crate::queue::InferenceQueue;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,8 +18,9 @@ pub struct AppState {
     pub engines: Arc<OnceLock<Arc<Engines>>>,
     pub cache: Arc<ResultCache>,
     pub metrics: VoiceMetrics,
-    /// Bounds concurrent inference: each call uses all `STT_THREADS`.
-    pub inference: Arc<Semaphore>,
+    /// Bounds concurrent inference (each call uses all `STT_THREADS`), and
+    /// says when too many calls wait.
+    pub inference: Arc<InferenceQueue>,
 }
 
 impl VerifiesTokens for AppState {

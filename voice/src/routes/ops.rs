@@ -24,13 +24,17 @@ pub async fn startupz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// 503 until the models are loaded, and while a kind of engine that was
-/// asked for has none loaded (the body says which files are missing); a
-/// Redis outage never fails readiness.
+/// 503 until the models are loaded, while a kind of engine that was
+/// asked for has none loaded (the body says which files are missing), and
+/// while the inference queue is full (the Service then sends new work to
+/// other pods); a Redis outage never fails readiness.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.engines.get() {
         None => (StatusCode::SERVICE_UNAVAILABLE, "loading models").into_response(),
-        Some(engines) => match engines.not_ready_reason() {
+        Some(engines) => match engines
+            .not_ready_reason()
+            .or_else(|| state.inference.full_reason())
+        {
             None => "ok".into_response(),
             Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
         },

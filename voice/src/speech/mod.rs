@@ -104,11 +104,11 @@ async fn run_blocking<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, VoiceError> {
-    let _permit = state
+    let _slot = state
         .inference
-        .acquire()
+        .slot()
         .await
-        .map_err(|_| VoiceError::Internal("inference pool closed".into()))?;
+        .ok_or_else(|| VoiceError::Internal("inference pool closed".into()))?;
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| VoiceError::Internal(format!("engine task failed: {e}")))

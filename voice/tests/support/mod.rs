@@ -72,6 +72,7 @@ pub fn config(redis_url: Option<String>, piper_dir: PathBuf, vosk_dir: PathBuf) 
         whisper: voicechat_voice::stt::whisper::WhisperSettings::new(2),
         sentence_silence_secs: 0.2,
         inference_concurrency: 1,
+        inference_queue_limit: 4,
         max_text_chars: 500,
         max_audio_bytes: 4 * 1024 * 1024,
         max_audio_secs: 60,
