@@ -22,6 +22,8 @@ const state = {
   answerItem: null,
   // User turns by item id, shown while they are transcribed.
   turns: new Map(),
+  // Sessions that hold messages (from the session list).
+  knownSessions: new Set(),
   reconnectDelay: 500,
   closing: false,
 };
@@ -85,6 +87,7 @@ async function refreshSessions() {
   if (response.status === 401) return signOut("the token was refused: sign in again");
   if (!response.ok) return notice(`sessions: ${await errorText(response)}`);
   const { sessions } = await response.json();
+  state.knownSessions = new Set(sessions.map((s) => s.session_id));
   const list = $("sessions");
   list.replaceChildren();
   sessions.sort((a, b) => b.updated_at - a.updated_at);
@@ -102,9 +105,12 @@ async function refreshSessions() {
   }
 }
 
+// A session that holds messages shows them (a new one is not listed yet:
+// asking for its messages would be a 404).
 async function showHistory(sessionId) {
+  if (!state.knownSessions.has(sessionId)) return;
   const response = await fetch(`/api/v1/sessions/${encodeURIComponent(sessionId)}/messages`, { headers: authHeaders() });
-  if (!response.ok) return; // a new session has none yet
+  if (!response.ok) return notice(`history: ${await errorText(response)}`);
   const { messages } = await response.json();
   for (const m of messages) addMessage(m.role, m.content, m.interrupted);
 }
@@ -195,7 +201,7 @@ function onEvent(event) {
       state.sessionId = event.session.id;
       sessionStorage.setItem("sessionId", state.sessionId);
       $("session-id").textContent = state.sessionId.slice(0, 8);
-      showHistory(state.sessionId).then(refreshSessions);
+      refreshSessions().then(() => showHistory(state.sessionId));
       break;
     case "session.updated":
       setStatus(`connected · ${state.mode}${speaking() ? " · spoken answers" : ""}`);
