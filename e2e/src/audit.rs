@@ -17,6 +17,9 @@ pub struct WriteRequest {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub code: Option<i64>,
+    /// The client's User-Agent (the operator puts its replica's identity
+    /// there, so replicas sharing one ServiceAccount are told apart).
+    pub user_agent: String,
 }
 
 impl std::fmt::Display for WriteRequest {
@@ -73,6 +76,7 @@ impl AuditLog {
                     namespace: s(&e["objectRef"]["namespace"]),
                     name: s(&e["objectRef"]["name"]),
                     code: e["responseStatus"]["code"].as_i64(),
+                    user_agent: s(&e["userAgent"]).unwrap_or_default(),
                 }
             })
             .collect()

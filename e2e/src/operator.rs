@@ -54,6 +54,20 @@ impl OperatorProcess {
         Ok(Self { process, http_port })
     }
 
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    pub fn resume(&self) {
+        self.process.resume();
+    }
+
+    /// The body of `/readyz` (`ok: leader`, `ok: standby ...`).
+    pub fn readiness(&self) -> Option<String> {
+        let response = http_get(self.http_port, "/readyz")?;
+        response.split("\r\n\r\n").nth(1).map(str::to_owned)
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> Option<String> {
         let response = http_get(self.http_port, "/metrics")?;

@@ -122,6 +122,30 @@ impl ManagedProcess {
         }
     }
 
+    /// SIGSTOP: the process stalls (a paused VM, a partitioned node) until
+    /// [`ManagedProcess::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`ManagedProcess::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self
+            .child
+            .as_ref()
+            .and_then(|c| libc::pid_t::try_from(c.id()).ok())
+        {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
     /// SIGKILL now: a crash, for fault tests.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

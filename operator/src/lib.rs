@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 #[cfg(test)]
 mod fixtures;
+pub mod leader;
 pub mod metrics;
 pub mod models;
 pub mod pod_reasons;

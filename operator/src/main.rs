@@ -1,5 +1,6 @@
 //! `voicechat-operator run` runs the controller, with `/metrics`, `/livez`
-//! and `/readyz` on `OPERATOR_HTTP_ADDR` (default `0.0.0.0:8080`);
+//! and `/readyz` on `OPERATOR_HTTP_ADDR` (default `0.0.0.0:8080`); with
+//! `LEADER_ELECT=true` only the replica holding the Lease reconciles;
 //! `voicechat-operator crd` prints the CRD YAML (what `crds/` holds);
 //! `voicechat-operator models` prints the models catalog.
 
@@ -8,7 +9,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use voicechat_operator::controller::{self, Context};
+use voicechat_operator::leader::{self, LeaderSettings, Leadership, WriteGate};
 use voicechat_operator::metrics::OperatorMetrics;
 use voicechat_operator::settings::OperatorSettings;
 
@@ -49,14 +53,98 @@ fn run() -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let settings = OperatorSettings::from_env()?;
-    let client = kube::Client::try_default().await?;
+    let election = LeaderSettings::from_lookup(|name| std::env::var(name).ok())?;
+    let mut config = kube::Config::infer().await?;
+    // The audit log tells replicas apart by their user agent.
+    let identity = election
+        .as_ref()
+        .map_or_else(|| "single".to_owned(), |e| e.identity.clone());
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&format!(
+            "voicechat-operator/{} ({identity})",
+            env!("CARGO_PKG_VERSION")
+        ))?,
+    ));
     let metrics = OperatorMetrics::new()?;
+    let leadership = Leadership::new();
+    serve_http(metrics.clone(), leadership.clone(), election.is_some()).await?;
+    let Some(election) = election else {
+        metrics.leader.set(1);
+        let client = kube::Client::try_from(config)?;
+        controller::run(Arc::new(Context::new(client, settings, metrics))).await;
+        return Ok(());
+    };
+    // The Lease's own client is not gated; the controller's refuses to
+    // write whenever this replica does not lead.
+    let lease_client = kube::Client::try_from(config.clone())?;
+    let gated = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&WriteGate::new(leadership.clone()))
+        .build();
+    let leases: Api<Lease> = Api::namespaced(lease_client, &election.lease_namespace);
+    tracing::info!(identity = %election.identity, lease = %election.lease_name, namespace = %election.lease_namespace, "leader election on");
+    tokio::spawn(leader::keep_lease(
+        leases.clone(),
+        election.clone(),
+        leadership.clone(),
+    ));
+    let mut changes = leadership.subscribe();
+    let stop = voicechat_common::shutdown::signal();
+    tokio::pin!(stop);
+    loop {
+        // Standby until this replica leads.
+        tokio::select! {
+            _ = changes.wait_for(|leading| *leading) => {}
+            () = &mut stop => break,
+        }
+        metrics.leader.set(1);
+        metrics.leader_transitions.inc();
+        tracing::info!(identity = %election.identity, "leading: the controller starts");
+        let ctx = Arc::new(Context::new(
+            gated.clone(),
+            settings.clone(),
+            metrics.clone(),
+        ));
+        tokio::select! {
+            () = controller::run(ctx) => break,
+            _ = changes.wait_for(|leading| !*leading) => {
+                tracing::warn!(identity = %election.identity, "leadership lost: the controller stops");
+            }
+            () = &mut stop => break,
+        }
+        metrics.leader.set(0);
+    }
+    leader::release(&leases, &election, &leadership).await;
+    Ok(())
+}
+
+/// `/livez`, `/readyz` and `/metrics`. A standby is ready (200) too: it is
+/// healthy and takes over when the leader goes, and a rolling update of
+/// two replicas could never finish if it were not; its body says which it
+/// is, and the `leader` metric.
+async fn serve_http(
+    metrics: OperatorMetrics,
+    leadership: Arc<Leadership>,
+    elected: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let addr = voicechat_common::config::env_string("OPERATOR_HTTP_ADDR")
         .unwrap_or_else(|| "0.0.0.0:8080".into());
     let registry = metrics.registry.clone();
     let http = Router::new()
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let leadership = leadership.clone();
+                async move {
+                    if !elected || leadership.is_leader() {
+                        "ok: leader"
+                    } else {
+                        "ok: standby (not the leader)"
+                    }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
@@ -71,6 +159,5 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             tracing::error!(error = %e, "operator HTTP server stopped");
         }
     });
-    controller::run(Arc::new(Context::new(client, settings, metrics))).await;
     Ok(())
 }

@@ -2,13 +2,19 @@
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct OperatorMetrics {
     pub registry: Registry,
     reconciles: IntCounterVec,
     duration: HistogramVec,
+    /// 1 while this replica leads (or runs without leader election).
+    pub leader: IntGauge,
+    /// Times this replica became the leader.
+    pub leader_transitions: IntCounter,
 }
 
 impl OperatorMetrics {
@@ -26,12 +32,21 @@ impl OperatorMetrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["result"],
         )?;
+        let leader = IntGauge::new("leader", "1 while this replica leads, 0 on standby")?;
+        let leader_transitions = IntCounter::new(
+            "leader_transitions_total",
+            "Times this replica became the leader",
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(leader_transitions.clone()))?;
         Ok(Self {
             registry,
             reconciles,
             duration,
+            leader,
+            leader_transitions,
         })
     }
 

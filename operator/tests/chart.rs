@@ -62,9 +62,22 @@ fn the_chart_lints_renders_validates_and_installs() {
         .expect("helm lint --strict");
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
 
-    // The values schema refuses what the chart cannot honour.
+    // The values schema and the templates refuse what the chart cannot
+    // honour: two replicas without a Lease, durations that cannot work.
     for (bad, why) in [
-        ("--set=replicas=2", "replicas"),
+        ("--set=replicas=11", "replicas"),
+        (
+            "--set=leaderElection.enabled=false",
+            "needs leaderElection.enabled",
+        ),
+        (
+            "--set=leaderElection.renewDeadline=15",
+            "renewDeadline must be shorter than leaseDuration",
+        ),
+        (
+            "--set=leaderElection.retryPeriod=10",
+            "retryPeriod must be shorter than renewDeadline",
+        ),
         ("--set=imag.tag=x", "imag"),
         ("--set=metrics.service.port=0", "port"),
         (
@@ -88,6 +101,10 @@ fn the_chart_lints_renders_validates_and_installs() {
     for (name, extra) in [
         ("default values", &[][..]),
         ("custom values", CUSTOM_VALUES),
+        (
+            "one replica without leader election",
+            &["--set=replicas=1", "--set=leaderElection.enabled=false"][..],
+        ),
     ] {
         let mut args = vec![
             "template",
@@ -120,7 +137,10 @@ fn the_chart_lints_renders_validates_and_installs() {
         );
 
         let docs = documents(&rendered);
-        for role in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
+        for role in docs
+            .iter()
+            .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        {
             for rule in role["rules"].as_array().expect("rules") {
                 for field in ["apiGroups", "resources", "verbs"] {
                     let values = rule[field].as_array().expect("rule lists");
@@ -137,6 +157,48 @@ fn the_chart_lints_renders_validates_and_installs() {
             .expect("an operator Deployment");
         let pod = &deployment["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        // Two replicas elect a leader, roll one at a time, and a drain
+        // takes one at a time; one replica without a Lease is recreated.
+        let has = |kind: &str| docs.iter().any(|d| d["kind"] == kind);
+        let env_of = |var: &str| {
+            pod["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == var)
+                .map(|e| e["value"].clone())
+        };
+        if name == "one replica without leader election" {
+            assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+            assert!(!has("PodDisruptionBudget") && !has("Role"), "{name}");
+            assert_eq!(env_of("LEADER_ELECT"), None);
+        } else {
+            assert_eq!(deployment["spec"]["replicas"], 2, "{name}");
+            assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+            assert_eq!(
+                deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+                0
+            );
+            let pdb = docs
+                .iter()
+                .find(|d| d["kind"] == "PodDisruptionBudget")
+                .expect("a PodDisruptionBudget");
+            assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+            assert_eq!(env_of("LEADER_ELECT"), Some(Value::from("true")));
+            assert_eq!(
+                env_of("LEASE_NAME"),
+                Some(Value::from("voicechat-operator"))
+            );
+            let lease_role = docs
+                .iter()
+                .find(|d| d["kind"] == "Role")
+                .expect("the Lease's Role");
+            assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
+            assert_eq!(
+                lease_role["rules"][1]["resourceNames"][0],
+                "voicechat-operator"
+            );
+        }
         let container = &pod["containers"][0];
         assert_eq!(
             container["securityContext"]["readOnlyRootFilesystem"], true,

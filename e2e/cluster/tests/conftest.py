@@ -84,7 +84,8 @@ def node_ip() -> str:
 
 @pytest.fixture(scope="session")
 def operator() -> dict:
-    """`helm install` of the chart with its default values; the operator pod."""
+    """`helm install` of the chart with its default values (two replicas,
+    leader election); the leading operator pod."""
     kubectl("delete", "namespace", STACK_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180)
     helm = os.environ.get("HELM_BIN", "helm")
     subprocess.run(
@@ -95,8 +96,11 @@ def operator() -> dict:
     )
     pods = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods",
                         "-l", "app.kubernetes.io/name=voicechat-operator")["items"]
-    assert len(pods) == 1, f"expected one operator pod, found {len(pods)}"
-    return pods[0]
+    assert len(pods) == 2, f"expected two operator pods, found {len(pods)}"
+    from kube import lease_holder, wait_until
+
+    leader = wait_until("an operator replica to take the Lease", 60, lease_holder)
+    return next(p for p in pods if p["metadata"]["name"] == leader)
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,8 @@ def operator_writes_since(rv_snapshot: dict[str, str]) -> list[str]:
 
 def audit_writes(path: str, after_line: int, user: str) -> list[str]:
     """Write requests by `user` in the audit log after line `after_line`,
-    Events left out (the operator reports through them)."""
+    Events and Leases left out (the operator reports through Events, and its
+    leader renews its Lease every few seconds)."""
     writes = []
     with open(path, encoding="utf-8") as log:
         for number, line in enumerate(log):
@@ -110,7 +111,7 @@ def audit_writes(path: str, after_line: int, user: str) -> list[str]:
                 continue  # before the mark, or still being written
             event = json.loads(line)
             ref = event.get("objectRef", {})
-            if event.get("user", {}).get("username") == user and ref.get("resource") != "events":
+            if event.get("user", {}).get("username") == user and ref.get("resource") not in ("events", "leases"):
                 writes.append(f"{event['verb']} {event['requestURI']}")
     return writes
 
@@ -151,3 +152,17 @@ def dump_cluster_state(folder: pathlib.Path) -> pathlib.Path:
             (folder / f"{ns}-{name.split('/')[-1]}.log").write_text(log + ("\n--- previous\n" + previous if previous else ""))
         (folder / f"{ns}-describe.txt").write_text(kubectl("-n", ns, "describe", "pods", check=False))
     return folder
+
+
+def lease_holder() -> str | None:
+    """The operator replica that leads (its Lease's holder)."""
+    out = kubectl("-n", OPERATOR_NAMESPACE, "get", "lease", OPERATOR_RELEASE, "-o", "json", check=False)
+    try:
+        return (json.loads(out).get("spec") or {}).get("holderIdentity")
+    except ValueError:
+        return None
+
+
+def operator_metrics(pod: str) -> str:
+    """An operator pod's /metrics, through the API server's pod proxy."""
+    return kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{pod}:8080/proxy/metrics")

@@ -28,8 +28,10 @@ from kube import (
     STACK_NAMESPACE,
     condition,
     is_ready,
+    lease_holder,
     kubectl,
     kubectl_json,
+    operator_metrics,
     operator_writes_since,
     owned_resource_versions,
     part_selector,
@@ -66,6 +68,17 @@ def test_operator_runs_as_a_pod_under_the_charts_rbac(operator):
     assert can("create", "pods", "--subresource=exec", "-n", "default") == "no"
     statuses = operator["status"]["containerStatuses"]
     assert all(s["restartCount"] == 0 for s in statuses), statuses
+    # Two replicas: the Lease's holder leads, the other stands by, Ready.
+    replicas = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=voicechat-operator")["items"]
+    assert all(is_ready(p) for p in replicas), [p["metadata"]["name"] for p in replicas]
+    leading = {p["metadata"]["name"]: "voicechat_operator_leader 1" in operator_metrics(p["metadata"]["name"]).splitlines()
+               for p in replicas}
+    assert list(leading.values()).count(True) == 1, leading
+    assert leading[operator["metadata"]["name"]], leading
+    assert can("update", "leases.coordination.k8s.io/voicechat-operator", "-n", OPERATOR_NAMESPACE) == "yes"
+    assert can("update", "leases.coordination.k8s.io/other", "-n", OPERATOR_NAMESPACE) == "no"
+    pdb = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pdb", OPERATOR_RELEASE)
+    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_spec_stack_becomes_ready_through_the_kubelets_probes(stack):
@@ -624,37 +637,33 @@ def test_redis_pod_deleted_chat_degrades_then_heals_and_keeps_every_persisted_me
         assert f"Count to {n}." in stored
 
 
-def test_operator_pod_deleted_the_new_one_converges_and_writes_nothing(operator, stack):
+def test_the_leader_pod_deleted_the_standby_takes_over_converges_and_writes_nothing(operator, stack):
     snapshot = owned_resource_versions()
     audit_log = os.environ.get("VCS_AUDIT_LOG")
     if audit_log and not os.access(audit_log, os.R_OK):
         print(f"{audit_log} is not readable here: writes checked by resourceVersion only")
         audit_log = None
     audit_start = audit_lines(audit_log) if audit_log else 0
-    old = kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/name=voicechat-operator")
-    old_name = old["items"][0]["metadata"]["name"]
+    # The leader goes; the standby takes the Lease (released on SIGTERM).
+    old_name = lease_holder()
+    assert old_name, "no operator leads"
     kubectl("-n", OPERATOR_NAMESPACE, "delete", "pod", old_name, "--wait=true", timeout=120)
-    new = wait_until("a new Ready operator pod", 120, lambda: next(
-        (p for p in kubectl_json("-n", OPERATOR_NAMESPACE, "get", "pods",
-                                 "-l", "app.kubernetes.io/name=voicechat-operator")["items"]
-         if is_ready(p) and p["metadata"]["name"] != old_name), None))
-    # It reconciled the stack (its own counter), then a quiet while.
-    name = new["metadata"]["name"]
+    name = wait_until("another replica to lead", 120, lambda: (h := lease_holder()) and h != old_name and h)
 
     def reconciles() -> int:
-        text = kubectl("get", "--raw", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/pods/{name}:8080/proxy/metrics")
+        text = operator_metrics(name)
         return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
                    if line.startswith('voicechat_operator_reconciles_total{result="ok"}'))
 
     wait_until("the new operator to reconcile", 60, lambda: reconciles() >= 1)
     time.sleep(10)
     moved = operator_writes_since(snapshot)
-    assert not moved, f"the new operator wrote to a steady stack: {moved}"
+    assert not moved, f"the new leader wrote to a steady stack: {moved}"
     # A no-op server-side apply moves no resourceVersion, but it is a write:
     # the audit log shows every request.
     if audit_log:
         writes = audit_writes(audit_log, audit_start, f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_RELEASE}")
-        assert not writes, f"the new operator wrote: {writes}"
+        assert not writes, f"the new leader wrote: {writes}"
     else:
         print("no audit log (VCS_AUDIT_LOG): writes checked by resourceVersion only")
     stack = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", STACK)

@@ -169,6 +169,19 @@ impl Cluster {
         self.operator = Some(operator);
     }
 
+    /// Another operator process (a replica) with its own `env`, beside the
+    /// one [`Cluster::start_operator`] manages.
+    pub fn start_replica(&mut self, name: &str, env: &[(&str, &str)]) -> OperatorProcess {
+        let log = self.plane.dir().join(format!("operator-{name}.log"));
+        OperatorProcess::start(
+            std::path::Path::new(env!("CARGO_BIN_EXE_voicechat-operator")),
+            &self.operator_kubeconfig,
+            &log,
+            env,
+        )
+        .unwrap_or_else(|e| panic!("start replica {name}: {e}"))
+    }
+
     pub fn operator(&self) -> &OperatorProcess {
         self.operator.as_ref().expect("the operator runs")
     }
