@@ -126,6 +126,7 @@ pub async fn apply_children(
         models_cache,
         jobs,
         deployments,
+        autoscalers,
         waiting_for_models: _,
         models: _,
     } = children;
@@ -142,8 +143,67 @@ pub async fn apply_children(
     apply_each(client, namespace, services).await?;
     apply_each(client, namespace, pdbs).await?;
     apply_each(client, namespace, network_policies).await?;
+    for deployment in deployments {
+        if deployment
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.replicas.is_none())
+        {
+            hand_over_replicas(client, namespace, &deployment.name_any()).await?;
+        }
+    }
     apply_each(client, namespace, deployments).await?;
+    apply_each(client, namespace, autoscalers).await?;
     Ok(())
+}
+
+/// The field manager that keeps a Deployment's replicas while the
+/// operator lets go of them.
+const REPLICAS_HANDOVER: &str = "voicechat-operator-replicas-handover";
+
+/// An autoscaler now sets this Deployment's replicas. If the operator's
+/// field manager still owns them, applying without them would drop the
+/// field and the Deployment would fall to one replica; so another manager
+/// first applies the current count (Kubernetes' documented hand-over),
+/// and the autoscaler's first scale takes them from it. `true` when it
+/// handed them over (the operator must then apply without them).
+async fn hand_over_replicas(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let Some(current) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    let ours = current.managed_fields().iter().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+    });
+    let Some(replicas) = current.spec.as_ref().and_then(|s| s.replicas) else {
+        return Ok(false);
+    };
+    if !ours {
+        return Ok(false);
+    }
+    tracing::info!(%name, replicas, "handing the replicas over to the autoscaler");
+    let keep = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"replicas": replicas},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(REPLICAS_HANDOVER),
+        &Patch::Apply(&keep),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Deletes the children of kind `K` that `selector` finds but `wanted`
@@ -190,6 +250,7 @@ pub async fn prune_children(
 ) -> Result<(), kube::Error> {
     let selector = children_selector(stack_name);
     let kept = &children.waiting_for_models;
+    prune(client, namespace, &selector, &children.autoscalers, &[]).await?;
     prune(client, namespace, &selector, &children.deployments, kept).await?;
     prune(client, namespace, &selector, &children.services, &[]).await?;
     prune(client, namespace, &selector, &children.pdbs, &[]).await?;

@@ -155,6 +155,37 @@ pub struct ChatSpec {
     /// Extra environment variables, after the operator's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_env: Vec<EnvVar>,
+    /// A HorizontalPodAutoscaler for the chat pods (`replicas` is then
+    /// the autoscaler's to set). The per-pod metric is
+    /// `chat_ws_connections_active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+}
+
+/// Autoscaling of a part: CPU by default; a per-pod metric the part
+/// exports when the cluster serves it through a metrics adapter
+/// (`custom.metrics.k8s.io`, e.g. the Prometheus Adapter; docs/operator.md).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not be more than maxReplicas"))]
+pub struct AutoscalingSpec {
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: i32,
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Average CPU use to keep, in percent of the pods' CPU request.
+    #[serde(default = "seventy")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+    /// Average of the part's per-pod metric to keep (voice: calls waiting
+    /// for inference; chat: open WebSockets); unset: CPU only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub target_per_pod: Option<i32>,
+}
+
+fn seventy() -> i32 {
+    70
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -261,6 +292,11 @@ pub struct VoiceSpec {
     /// Home Assistant's Wyoming protocol on the voice service (TCP 10300).
     #[serde(default, skip_serializing_if = "WyomingSpec::is_default")]
     pub wyoming: WyomingSpec,
+    /// A HorizontalPodAutoscaler for the voice pods (`replicas` is then
+    /// the autoscaler's to set). The per-pod metric is
+    /// `voice_inference_queue_depth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
 }
 
 /// Wyoming has no authentication: whoever reaches the port can use the
@@ -398,6 +434,7 @@ impl Default for ChatSpec {
             history: HistorySpec::default(),
             resources: None,
             extra_env: Vec::new(),
+            autoscaling: None,
         }
     }
 }
@@ -419,6 +456,7 @@ impl Default for VoiceSpec {
             extra_env: Vec::new(),
             openai_voices: BTreeMap::new(),
             wyoming: WyomingSpec::default(),
+            autoscaling: None,
         }
     }
 }

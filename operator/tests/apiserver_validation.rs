@@ -80,6 +80,19 @@ fn the_server_accepts_the_crd_and_refuses_invalid_stacks() {
             "voice.sttProfile GPU needs the whisper engine in voice.engines.stt",
         ),
         ("{chat: {replicas: 101}}", "spec.chat.replicas"),
+        // Autoscaling: a minimum over the maximum, a target of 0.
+        (
+            "{voice: {autoscaling: {minReplicas: 5, maxReplicas: 2}}}",
+            "autoscaling.minReplicas must not be more than maxReplicas",
+        ),
+        (
+            "{chat: {autoscaling: {minReplicas: 1, maxReplicas: 2, targetCpuUtilizationPercentage: 0}}}",
+            "spec.chat.autoscaling.targetCpuUtilizationPercentage",
+        ),
+        (
+            "{voice: {autoscaling: {minReplicas: 1, maxReplicas: 2, targetPerPod: 0}}}",
+            "spec.voice.autoscaling.targetPerPod",
+        ),
         ("{chat: {replicas: two}}", "spec.chat.replicas"),
         ("{voice: {sttProfile: TPU}}", "Unsupported value: \"TPU\""),
         (

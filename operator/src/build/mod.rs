@@ -2,6 +2,7 @@
 //! operator's settings and the facts observed in the cluster (no client):
 //! so nearly all reconcile logic is tested without a cluster.
 
+mod autoscaling;
 pub mod meta;
 mod network;
 mod pods;
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
@@ -53,6 +55,8 @@ pub struct Children {
     pub models_cache: Option<PersistentVolumeClaim>,
     pub jobs: Vec<Job>,
     pub deployments: Vec<Deployment>,
+    /// Applied after the Deployments they scale.
+    pub autoscalers: Vec<HorizontalPodAutoscaler>,
     /// Deployments and ConfigMaps left as they are while the models the
     /// pods will mount load (a changed model list rolls them only once it
     /// is there).
@@ -155,9 +159,19 @@ pub fn build(
             crate::crd::ServiceType::ClusterIP,
         ));
     }
+    // With an autoscaler, its minimum is what a disruption may count on.
+    let least = |replicas: i32, autoscaling: Option<&crate::crd::AutoscalingSpec>| {
+        autoscaling.map_or(replicas, |a| a.min_replicas)
+    };
     let pdbs = [
-        (Part::Chat, spec.chat.replicas),
-        (Part::Voice, spec.voice.replicas),
+        (
+            Part::Chat,
+            least(spec.chat.replicas, spec.chat.autoscaling.as_ref()),
+        ),
+        (
+            Part::Voice,
+            least(spec.voice.replicas, spec.voice.autoscaling.as_ref()),
+        ),
     ]
     .into_iter()
     .filter(|(_, replicas)| *replicas > 1)
@@ -183,6 +197,7 @@ pub fn build(
             vec![workloads::loader_job(stack, settings, &models)]
         },
         deployments,
+        autoscalers: autoscaling::autoscalers(stack),
         waiting_for_models,
         models,
     })

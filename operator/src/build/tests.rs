@@ -675,3 +675,81 @@ fn wyoming_is_off_until_enabled_and_then_open_only_to_the_listed_peers() {
     let listed = built(spec, SttProfile::Cpu);
     assert_eq!(rules(&listed)[1].from, Some(vec![home_assistant]));
 }
+
+#[test]
+fn autoscaling_makes_an_autoscaler_and_leaves_the_replicas_to_it() {
+    use crate::crd::AutoscalingSpec;
+    let plain = built(VoiceChatStackSpec::default(), SttProfile::Cpu);
+    assert!(plain.autoscalers.is_empty());
+    assert_eq!(
+        deployment(&plain, "demo-voice")
+            .spec
+            .as_ref()
+            .unwrap()
+            .replicas,
+        Some(1)
+    );
+
+    let mut spec = VoiceChatStackSpec::default();
+    spec.voice.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 2,
+        max_replicas: 6,
+        target_cpu_utilization_percentage: 60,
+        target_per_pod: Some(3),
+    });
+    spec.chat.autoscaling = Some(AutoscalingSpec {
+        min_replicas: 1,
+        max_replicas: 4,
+        target_cpu_utilization_percentage: 70,
+        target_per_pod: None,
+    });
+    let c = built(spec, SttProfile::Cpu);
+    // The operator no longer writes replicas: the autoscaler sets them.
+    for part in ["demo-voice", "demo-chat"] {
+        assert_eq!(
+            deployment(&c, part).spec.as_ref().unwrap().replicas,
+            None,
+            "{part}"
+        );
+    }
+    assert_eq!(
+        deployment(&c, "demo-redis").spec.as_ref().unwrap().replicas,
+        Some(1)
+    );
+    let hpa = |name: &str| {
+        c.autoscalers
+            .iter()
+            .find(|h| h.metadata.name.as_deref() == Some(name))
+            .and_then(|h| h.spec.clone())
+            .unwrap_or_else(|| panic!("no autoscaler {name}"))
+    };
+    let voice = hpa("demo-voice");
+    assert_eq!(voice.scale_target_ref.name, "demo-voice");
+    assert_eq!((voice.min_replicas, voice.max_replicas), (Some(2), 6));
+    let metrics = voice.metrics.unwrap();
+    assert_eq!(
+        metrics[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .target
+            .average_utilization,
+        Some(60)
+    );
+    let pods = metrics[1].pods.as_ref().unwrap();
+    assert_eq!(pods.metric.name, "voice_inference_queue_depth");
+    assert_eq!(pods.target.average_value.as_ref().unwrap().0, "3");
+    let chat = hpa("demo-chat");
+    assert_eq!(
+        chat.metrics.unwrap().len(),
+        1,
+        "CPU only without a per-pod target"
+    );
+    // A disruption budget counts on the autoscaler's minimum.
+    let pdbs: Vec<_> = c
+        .pdbs
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert_eq!(pdbs, ["demo-voice"]);
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -34,6 +35,7 @@ pub fn controller(client: &Client, gpu_resource: &str) -> Controller<VoiceChatSt
     Controller::for_stream(stacks, store)
         .trigger_backoff(NoSharedBackoff)
         .owns_stream(child_changes::<Deployment>(client, &owned))
+        .owns_stream(child_changes::<HorizontalPodAutoscaler>(client, &owned))
         .owns_stream(child_changes::<Service>(client, &owned))
         .owns_stream(child_changes::<ConfigMap>(client, &owned))
         .owns_stream(child_changes::<Secret>(client, &owned))

@@ -6,6 +6,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
+use std::time::Duration;
+
 use serde_json::json;
 use voicechat_operator::crd::VoiceChatStack;
 
@@ -139,5 +141,112 @@ pub async fn a_spec_change_reaches_the_children(cluster: &Cluster) {
                 }
             },
         )
+        .await;
+}
+
+/// Autoscaling on: an autoscaler is made, the replicas are handed over
+/// (the Deployment keeps its count instead of falling to one), and what
+/// the autoscaler sets is left alone (no write by the operator); off again:
+/// the operator sets them and the autoscaler goes.
+pub async fn autoscaling_takes_the_replicas_over(cluster: &Cluster) {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), STACKS_NAMESPACE);
+    let autoscalers: Api<HorizontalPodAutoscaler> =
+        Api::namespaced(cluster.client.clone(), STACKS_NAMESPACE);
+    let stacks: Api<VoiceChatStack> = Api::namespaced(cluster.client.clone(), STACKS_NAMESPACE);
+    let replicas =
+        |d: Api<Deployment>| async move { d.get("demo-chat").await.ok()?.spec?.replicas };
+    stacks
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"chat": {"replicas": 3}}})),
+        )
+        .await
+        .expect("three chat replicas");
+    let d = deployments.clone();
+    cluster
+        .eventually("three chat replicas", WAIT, || {
+            let d = d.clone();
+            async move { (replicas(d).await == Some(3)).then_some(()) }
+        })
+        .await;
+    stacks
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"chat": {"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}}}),
+            ),
+        )
+        .await
+        .expect("autoscaling on");
+    let a = autoscalers.clone();
+    let hpa = cluster
+        .eventually("an autoscaler for the chat pods", WAIT, || {
+            let a = a.clone();
+            async move { a.get_opt("demo-chat").await.ok().flatten() }
+        })
+        .await;
+    let spec = hpa.spec.expect("spec");
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 5));
+    assert_eq!(spec.scale_target_ref.name, "demo-chat");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        replicas(deployments.clone()).await,
+        Some(3),
+        "handed over, not reset"
+    );
+
+    // The autoscaler (here kubectl, as its stand-in) scales: the operator
+    // lets it be and writes nothing.
+    let mark = cluster.plane.audit().mark();
+    cluster.kubectl(&[
+        "scale",
+        "deployment",
+        "demo-chat",
+        "-n",
+        STACKS_NAMESPACE,
+        "--replicas=4",
+    ]);
+    cluster.kubectl(&[
+        "annotate",
+        "vcs",
+        "demo",
+        "-n",
+        STACKS_NAMESPACE,
+        "touch=autoscaled",
+        "--overwrite",
+    ]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(replicas(deployments.clone()).await, Some(4));
+    let writes: Vec<_> = cluster
+        .operator_writes_since(mark)
+        .into_iter()
+        .filter(|w| w.resource == "deployments")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "the operator fought the autoscaler: {writes:?}"
+    );
+
+    // Off again: the spec's replicas, and no autoscaler.
+    stacks
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"chat": {"autoscaling": null, "replicas": 1}}})),
+        )
+        .await
+        .expect("autoscaling off");
+    let (d, a) = (deployments.clone(), autoscalers.clone());
+    cluster
+        .eventually("one chat replica and no autoscaler", WAIT, || {
+            let (d, a) = (d.clone(), a.clone());
+            async move {
+                let gone = a.get_opt("demo-chat").await.ok()?.is_none();
+                (gone && replicas(d).await == Some(1)).then_some(())
+            }
+        })
         .await;
 }

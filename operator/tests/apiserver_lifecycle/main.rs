@@ -31,6 +31,7 @@ async fn a_stack_lives_its_whole_life_against_a_real_api_server() {
     quiet::a_restart_writes_nothing(&mut cluster, &first_secret).await;
     drift::drift_is_corrected(&cluster).await;
     drift::a_spec_change_reaches_the_children(&cluster).await;
+    drift::autoscaling_takes_the_replicas_over(&cluster).await;
     children::every_child_is_collected(&cluster).await;
     let status = cluster.stop_operator();
     assert!(status.contains("exit status: 0"), "{status}");

@@ -83,7 +83,7 @@ pub fn chat(stack: &VoiceChatStack, settings: &OperatorSettings, checksum: &str)
                 .resources
                 .clone()
                 .unwrap_or_else(|| default_resources("100m", "64Mi", "512Mi")),
-            replicas: chat.replicas,
+            replicas: chat.autoscaling.is_none().then_some(chat.replicas),
             startup: None,
         },
     )

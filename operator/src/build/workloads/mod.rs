@@ -86,10 +86,11 @@ fn pod_spec(
     }
 }
 
+/// `replicas` `None`: an autoscaler sets them, the operator does not.
 fn deployment(
     stack: &VoiceChatStack,
     part: Part,
-    replicas: i32,
+    replicas: Option<i32>,
     checksum: Option<&str>,
     spec: PodSpec,
 ) -> Deployment {
@@ -98,7 +99,7 @@ fn deployment(
     Deployment {
         metadata: child_meta(stack, part.as_str(), Some(part)),
         spec: Some(DeploymentSpec {
-            replicas: Some(replicas),
+            replicas,
             selector: LabelSelector {
                 match_labels: Some(selector(stack, Some(part))),
                 ..Default::default()

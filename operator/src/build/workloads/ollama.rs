@@ -92,5 +92,5 @@ pub fn ollama(
     }
     let mut pod = pod_spec(stack, container, volumes, SERVICE_USER);
     pod.init_containers = init.map(|c| vec![c]);
-    deployment(stack, Part::Ollama, 1, None, pod)
+    deployment(stack, Part::Ollama, Some(1), None, pod)
 }

@@ -83,7 +83,7 @@ pub fn redis(stack: &VoiceChatStack, settings: &OperatorSettings) -> Deployment 
     let mut redis = deployment(
         stack,
         Part::Redis,
-        1,
+        Some(1),
         None,
         pod_spec(stack, container, vec![data], REDIS_USER),
     );

@@ -77,7 +77,8 @@ pub(super) struct ServicePod<'a> {
     pub volumes: Vec<Volume>,
     pub mounts: Vec<VolumeMount>,
     pub resources: ResourceRequirements,
-    pub replicas: i32,
+    /// `None`: the part's autoscaler sets them.
+    pub replicas: Option<i32>,
     pub startup: Option<Probe>,
 }
 

@@ -176,7 +176,7 @@ pub fn voice(
             volumes,
             mounts,
             resources,
-            replicas: voice.replicas,
+            replicas: voice.autoscaling.is_none().then_some(voice.replicas),
             // Loading models can take minutes: up to 10 before liveness
             // applies. `/startupz` passes once loading has finished, even
             // with models missing: such a pod stays unready, not restarted.
