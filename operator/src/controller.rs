@@ -238,17 +238,30 @@ pub fn error_policy(
     Action::requeue(Duration::from_secs(15))
 }
 
-/// Runs the controller until the process is stopped.
+/// Runs the controller until the process is stopped: one over every
+/// namespace, or one per namespace of `WATCH_NAMESPACES`.
 pub async fn run(ctx: Arc<Context>) {
-    watches::controller(&ctx.client, &ctx.settings.gpu_resource)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile event");
-            }
-        })
+    let run_in = |scope: watches::Scope<'_>| {
+        watches::controller(&ctx.client, &ctx.settings.gpu_resource, scope)
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile event");
+                }
+            })
+    };
+    if ctx.settings.watch_namespaces.is_empty() {
+        run_in(watches::Scope::Cluster).await;
+    } else {
+        futures_util::future::join_all(
+            ctx.settings
+                .watch_namespaces
+                .iter()
+                .map(|ns| run_in(watches::Scope::Namespace(ns))),
+        )
         .await;
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct OperatorSettings {
     pub cpu: ProfileSettings,
     pub gpu: ProfileSettings,
     pub models: ModelsSettings,
+    /// The namespaces whose stacks the operator reconciles
+    /// (`WATCH_NAMESPACES`); empty: every namespace.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// The models cache and where catalog models are downloaded from.
@@ -87,6 +90,7 @@ impl Default for OperatorSettings {
                 runtime_class_name: None,
             },
             models: ModelsSettings::default(),
+            watch_namespaces: Vec::new(),
         }
     }
 }
@@ -132,6 +136,9 @@ impl OperatorSettings {
         profile_from_vars(&vars, "CPU", &mut s.cpu)?;
         profile_from_vars(&vars, "GPU", &mut s.gpu)?;
         models_from_vars(&vars, &mut s.models)?;
+        if let Some(list) = vars.get("WATCH_NAMESPACES") {
+            s.watch_namespaces = namespaces(&list)?;
+        }
         Ok(s)
     }
 
@@ -142,6 +149,29 @@ impl OperatorSettings {
             SttProfile::Gpu => &self.gpu,
         }
     }
+}
+
+/// `a,b`: namespace names (DNS labels), each once.
+fn namespaces(list: &str) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for ns in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let label = (1..=63).contains(&ns.len())
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !label {
+            return Err(ConfigError::Invalid {
+                name: "WATCH_NAMESPACES".into(),
+                message: format!("{ns:?} is not a namespace name"),
+            });
+        }
+        if !out.iter().any(|o| o == ns) {
+            out.push(ns.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Variables by name, trimmed, blank ones as unset (as
@@ -242,6 +272,17 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         OperatorSettings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn watch_namespaces_are_names_each_once() {
+        let s = from_vars(&[("WATCH_NAMESPACES", " apps, team-b ,apps,")]).unwrap();
+        assert_eq!(s.watch_namespaces, ["apps", "team-b"]);
+        assert!(from_vars(&[]).unwrap().watch_namespaces.is_empty());
+        for bad in ["Apps", "-a", "a_b", "a b", &"x".repeat(64)] {
+            let err = from_vars(&[("WATCH_NAMESPACES", bad)]).unwrap_err();
+            assert!(err.to_string().contains("WATCH_NAMESPACES"), "{bad}: {err}");
+        }
     }
 
     #[test]

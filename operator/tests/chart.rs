@@ -80,6 +80,7 @@ fn the_chart_lints_renders_validates_and_installs() {
         ),
         ("--set=imag.tag=x", "imag"),
         ("--set=metrics.service.port=0", "port"),
+        ("--set=watchNamespaces={Apps}", "watchNamespaces"),
         (
             "--set=operator.profiles.gpu.tolerations[0].operator=Maybe",
             "tolerations",
@@ -267,6 +268,57 @@ fn the_chart_lints_renders_validates_and_installs() {
         .find(|d| d["kind"] == "ServiceMonitor")
         .expect("a ServiceMonitor");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+
+    // watchNamespaces: a Role and RoleBinding in each listed namespace,
+    // nothing cluster-wide, and the operator told which.
+    let rendered = plane
+        .helm(&[
+            "template",
+            "r",
+            &chart,
+            "--namespace",
+            NAMESPACE,
+            "--set=watchNamespaces={apps,team-b}",
+        ])
+        .expect("render with watchNamespaces");
+    let docs = documents(&rendered);
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding"),
+        "nothing cluster-wide with watchNamespaces"
+    );
+    for ns in ["apps", "team-b"] {
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == ns)
+            .unwrap_or_else(|| panic!("a Role in {ns}"));
+        let rules = role["rules"].as_array().expect("rules");
+        assert!(
+            rules.iter().any(|r| r["resources"][0] == "voicechatstacks"),
+            "{ns}: the stacks"
+        );
+        assert!(
+            !rules.iter().any(|r| r["resources"][0] == "nodes"),
+            "{ns}: no Nodes in a Role"
+        );
+        assert!(
+            docs.iter()
+                .any(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == ns),
+            "a RoleBinding in {ns}"
+        );
+    }
+    let env = &docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("the Deployment")["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .expect("env")
+            .iter()
+            .any(|e| e["name"] == "WATCH_NAMESPACES" && e["value"] == "apps,team-b"),
+        "{env}"
+    );
 
     // A real install and uninstall, with the sample stack.
     plane

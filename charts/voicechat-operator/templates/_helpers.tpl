@@ -25,3 +25,71 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
+
+{{/* The rules the operator needs in each namespace it reconciles. */}}
+{{- define "voicechat-operator.namespacedRules" -}}
+  # The stacks themselves.
+  - apiGroups: [voicechat.dev]
+    resources: [voicechatstacks]
+    verbs: [get, list, watch]
+  # Conditions, observedGeneration and the resolved profile (server-side apply).
+  - apiGroups: [voicechat.dev]
+    resources: [voicechatstacks/status]
+    verbs: [get, patch]
+  # Children the operator applies (server-side apply: patch, and create
+  # when the child does not exist yet), watches for drift, and deletes when
+  # the spec no longer wants them (Ollama off, Redis external, replicas 1);
+  # autoscalers of the chat and voice pods among them.
+  - apiGroups: [autoscaling]
+    resources: [horizontalpodautoscalers]
+    verbs: [get, list, watch, create, patch, delete]
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, list, watch, create, patch, delete]
+  - apiGroups: [""]
+    resources: [services, configmaps]
+    verbs: [get, list, watch, create, patch, delete]
+  - apiGroups: [policy]
+    resources: [poddisruptionbudgets]
+    verbs: [get, list, watch, create, patch, delete]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch, create, patch, delete]
+  # The generated JWT Secret: read (its value is kept across reconciles),
+  # applied, watched for drift; never deleted (garbage collection does that
+  # with the stack). Kubernetes RBAC cannot narrow a watch to labelled
+  # Secrets, so this is every Secret's read access (in every namespace, or
+  # in the watchNamespaces only): the reason the operator runs in its own
+  # namespace with its own ServiceAccount.
+  - apiGroups: [""]
+    resources: [secrets]
+    verbs: [get, list, watch, create, patch]
+  # The models loader Jobs: applied, watched (their end makes the voice
+  # pods), deleted when the model list changes or a Job gave up (a new one
+  # is started).
+  - apiGroups: [batch]
+    resources: [jobs]
+    verbs: [get, list, watch, create, patch, delete]
+  # A running loader's progress for the stack's status: the tail of its log.
+  - apiGroups: [""]
+    resources: [pods/log]
+    verbs: [get]
+  # The pods' own ServiceAccount (no token automounted), Redis' volume
+  # claim and the namespace's models cache: applied only; claims are never
+  # deleted (they hold data).
+  - apiGroups: [""]
+    resources: [serviceaccounts, persistentvolumeclaims]
+    verbs: [get, create, patch]
+  # Why a part is not ready, for the stack's status: the pods of an
+  # unavailable Deployment are listed (never in a steady state). Listing
+  # shows pod specs, env values included; the operator's own pods carry
+  # their secrets as mounted files, never as env values.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [list]
+  # Events on the stacks (invalid spec, errors, Ready flips); patch updates
+  # a repeated event's count.
+  - apiGroups: [events.k8s.io]
+    resources: [events]
+    verbs: [create, patch]
+{{- end -}}

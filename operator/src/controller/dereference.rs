@@ -27,7 +27,9 @@ pub async fn dereference(
     stack: &VoiceChatStack,
     namespace: &str,
 ) -> Result<Dereferenced, ReconcileError> {
-    let nodes = if stack.spec.voice.stt_profile == crd::SttProfile::Auto {
+    let auto = stack.spec.voice.stt_profile == crd::SttProfile::Auto;
+    let namespaced = !settings.watch_namespaces.is_empty();
+    let nodes = if auto && !namespaced {
         Api::<Node>::all(client.clone())
             .list(&ListParams::default())
             .await
@@ -36,8 +38,14 @@ pub async fn dereference(
     } else {
         Vec::new()
     };
-    let (profile, profile_reason) =
-        profile::resolve(stack.spec.voice.stt_profile, &nodes, &settings.gpu_resource);
+    let (profile, profile_reason) = if auto && namespaced {
+        (
+            voicechat_common::stt_profile::SttProfile::Cpu,
+            "Auto: the operator watches listed namespaces only (WATCH_NAMESPACES) and cannot read Nodes; CPU (set sttProfile GPU for GPU nodes)".to_owned(),
+        )
+    } else {
+        profile::resolve(stack.spec.voice.stt_profile, &nodes, &settings.gpu_resource)
+    };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let (jwt_secret, jwt_secret_present) = match &stack.spec.auth.jwt_secret {
         None => jwt_secret_value(&secrets, &build::meta::name(stack, "jwt")).await?,

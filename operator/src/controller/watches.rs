@@ -19,38 +19,70 @@ use crate::build::meta;
 use crate::crd::{SttProfile, VoiceChatStack};
 use crate::profile::{GpuNodeTracker, NodeEvent};
 
+/// Where the operator looks: every namespace, or one (`WATCH_NAMESPACES`
+/// runs one controller per listed namespace).
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    Cluster,
+    Namespace(&'a str),
+}
+
+impl Scope<'_> {
+    fn api<K>(self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Self::Cluster => Api::all(client.clone()),
+            Self::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
 /// The controller with every watch that triggers a reconcile.
-pub fn controller(client: &Client, gpu_resource: &str) -> Controller<VoiceChatStack> {
+pub fn controller(
+    client: &Client,
+    gpu_resource: &str,
+    scope: Scope<'_>,
+) -> Controller<VoiceChatStack> {
     let owned = watcher::Config::default().labels(&meta::managed_selector());
     let (store, writer) = kube::runtime::reflector::store();
     let stacks = watcher(
-        Api::<VoiceChatStack>::all(client.clone()),
+        scope.api::<VoiceChatStack>(client),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(writer)
     .touched_objects();
-    let nodes = gpu_node_changes(client.clone(), gpu_resource.to_owned()).default_backoff();
     let stacks_for_nodes = store.clone();
-    Controller::for_stream(stacks, store)
+    let controller = Controller::for_stream(stacks, store)
         .trigger_backoff(NoSharedBackoff)
-        .owns_stream(child_changes::<Deployment>(client, &owned))
-        .owns_stream(child_changes::<HorizontalPodAutoscaler>(client, &owned))
-        .owns_stream(child_changes::<Service>(client, &owned))
-        .owns_stream(child_changes::<ConfigMap>(client, &owned))
-        .owns_stream(child_changes::<Secret>(client, &owned))
-        .owns_stream(child_changes::<PodDisruptionBudget>(client, &owned))
-        .owns_stream(child_changes::<NetworkPolicy>(client, &owned))
+        .owns_stream(child_changes::<Deployment>(client, &owned, scope))
+        .owns_stream(child_changes::<HorizontalPodAutoscaler>(
+            client, &owned, scope,
+        ))
+        .owns_stream(child_changes::<Service>(client, &owned, scope))
+        .owns_stream(child_changes::<ConfigMap>(client, &owned, scope))
+        .owns_stream(child_changes::<Secret>(client, &owned, scope))
+        .owns_stream(child_changes::<PodDisruptionBudget>(client, &owned, scope))
+        .owns_stream(child_changes::<NetworkPolicy>(client, &owned, scope))
         // The models loader: its end makes the voice pods.
-        .owns_stream(child_changes::<Job>(client, &owned))
-        .watches_stream(nodes, move |_node| {
-            stacks_for_nodes
-                .state()
-                .into_iter()
-                .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
-        })
+        .owns_stream(child_changes::<Job>(client, &owned, scope));
+    // Nodes are cluster-wide: only an operator that watches every
+    // namespace may read them.
+    let Scope::Cluster = scope else {
+        return controller;
+    };
+    let nodes = gpu_node_changes(client.clone(), gpu_resource.to_owned()).default_backoff();
+    controller.watches_stream(nodes, move |_node| {
+        stacks_for_nodes
+            .state()
+            .into_iter()
+            .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
+            .map(|s| ObjectRef::from_obj(&*s))
+            .collect::<Vec<_>>()
+    })
 }
 
 /// Node events that change which nodes offer GPUs (see
@@ -113,11 +145,12 @@ impl kube::runtime::utils::Backoff for NoSharedBackoff {
 fn child_changes<K>(
     client: &Client,
     config: &watcher::Config,
+    scope: Scope<'_>,
 ) -> impl futures_util::Stream<Item = Result<kube::api::PartialObjectMeta<K>, watcher::Error>>
 + Send
 + 'static
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -126,10 +159,11 @@ where
         + 'static,
 {
     // An `Api` of `PartialObjectMeta` makes metadata-only requests.
-    watcher(
-        Api::<kube::api::PartialObjectMeta<K>>::all(client.clone()),
-        config.clone(),
-    )
-    .default_backoff()
-    .touched_objects()
+    let api: Api<kube::api::PartialObjectMeta<K>> = match scope {
+        Scope::Cluster => Api::all(client.clone()),
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+    };
+    watcher(api, config.clone())
+        .default_backoff()
+        .touched_objects()
 }

@@ -120,22 +120,31 @@ pub fn available(test: &str) -> bool {
 impl Cluster {
     /// Control plane, `helm install` of the chart, the stacks' namespace.
     pub async fn start(options: Options) -> Cluster {
+        Self::start_with(options, &[], &[]).await
+    }
+
+    /// [`Cluster::start`] with helm `values` (`--set` arguments) and more
+    /// namespaces made before the chart is installed (a Role may go there).
+    pub async fn start_with(options: Options, values: &[&str], namespaces: &[&str]) -> Cluster {
         let plane = ControlPlane::start(options).expect("start the control plane");
         let chart = repo_root().join("charts/voicechat-operator");
-        plane
-            .helm(&[
-                "install",
-                "voicechat-operator",
-                &chart.display().to_string(),
-                "--namespace",
-                OPERATOR_NAMESPACE,
-                "--create-namespace",
-            ])
-            .expect("helm install the chart");
+        for ns in std::iter::once(STACKS_NAMESPACE).chain(namespaces.iter().copied()) {
+            plane
+                .kubectl(&["create", "namespace", ns])
+                .expect("create a namespace");
+        }
+        let chart = chart.display().to_string();
+        let mut args = vec![
+            "install",
+            "voicechat-operator",
+            &chart,
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+        ];
+        args.extend_from_slice(values);
+        plane.helm(&args).expect("helm install the chart");
         wait_for_crd(&plane);
-        plane
-            .kubectl(&["create", "namespace", STACKS_NAMESPACE])
-            .expect("create the stacks' namespace");
         let operator_kubeconfig = plane
             .service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_SA)
             .expect("a token for the chart's ServiceAccount");
@@ -153,6 +162,11 @@ impl Cluster {
     }
 
     pub fn start_operator(&mut self) {
+        self.start_operator_with(&[]);
+    }
+
+    /// [`Cluster::start_operator`] with more environment.
+    pub fn start_operator_with(&mut self, env: &[(&str, &str)]) {
         assert!(self.operator.is_none(), "the operator already runs");
         self.operator_starts += 1;
         let log = self
@@ -163,7 +177,7 @@ impl Cluster {
             std::path::Path::new(env!("CARGO_BIN_EXE_voicechat-operator")),
             &self.operator_kubeconfig,
             &log,
-            &[],
+            env,
         )
         .expect("start the operator");
         self.operator = Some(operator);
