@@ -15,7 +15,7 @@ pub mod smoke;
 
 use std::path::PathBuf;
 
-pub use audit::{AuditLog, WriteRequest};
+pub use audit::{AuditLog, AuditedRequest};
 pub use control_plane::{ControlPlane, Options};
 pub use error::HarnessError;
 pub use operator::OperatorProcess;

@@ -1,8 +1,9 @@
 //! Scale benchmark against a real API server: SCALE_STACKS (default 1000)
 //! VoiceChatStacks, then the operator (release build, the chart's RBAC)
 //! started on them. Prints the time until every stack is reconciled, the
-//! operator's peak RSS, the write requests of a quiet period, and those of
-//! a full resync (an operator restart) over a steady state.
+//! operator's peak RSS, the write requests of a quiet period, and the time,
+//! requests (reads and writes, from the audit log) and peak RSS of a full
+//! resync (an operator restart) over a steady state.
 //!
 //!   eval "$(e2e/build-k8s.sh)"
 //!   cargo bench -p voicechat-operator --bench scale
@@ -151,10 +152,20 @@ async fn main() {
         .await;
     let resync = started.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let writes = cluster.operator_writes_since(mark);
+    let requests = cluster.operator_requests_since(mark);
+    let writes: Vec<_> = requests
+        .iter()
+        .filter(|r| voicechat_e2e::audit::WRITE_VERBS.contains(&r.verb.as_str()))
+        .collect();
+    let count = |verb: &str| requests.iter().filter(|r| r.verb == verb).count();
     println!(
-        "full resync of {n} stacks after a restart: {:.1} s, {} write requests, peak RSS {:.1} MiB",
+        "full resync of {n} stacks after a restart: {:.1} s, {} requests ({:.2} per stack: {} get, {} list, {} watch, {} writes), peak RSS {:.1} MiB",
         resync.as_secs_f64(),
+        requests.len(),
+        requests.len() as f64 / n as f64,
+        count("get"),
+        count("list"),
+        count("watch"),
         writes.len(),
         cluster.operator().peak_rss_kib().unwrap_or(0) as f64 / 1024.0
     );

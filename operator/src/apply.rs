@@ -1,18 +1,16 @@
 //! Writing the desired children: server-side apply under one field
-//! manager, in dependency order, then deleting the stack's children that
-//! are no longer wanted (found by label).
+//! manager, in dependency order, of what the cache does not already hold
+//! as wanted; then deleting the stack's children that are no longer wanted
+//! (found by label in the cache).
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 
-use k8s_openapi::NamespaceResourceScope;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::build::Children;
-use crate::build::meta::children_selector;
+use crate::cache::{Cached, ChildCache, REPLICAS_FIELD};
 
 /// The one field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "voicechat-operator";
@@ -62,18 +60,27 @@ pub fn first_difference(
     }
 }
 
-/// Applies `object` unless the cluster already holds it as wanted, so a
-/// steady state sends no write at all (reads only).
-async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<(), kube::Error>
+/// Whether an API error says the object does not exist.
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Applies `object` unless the cache holds it as wanted, so a steady state
+/// sends no request at all. A cache that has not seen the object yet (or
+/// not its latest change) costs one apply that changes nothing.
+async fn apply<K>(
+    client: &Client,
+    cache: &ChildCache,
+    namespace: &str,
+    object: &K,
+) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
-    K::DynamicType: Default,
+    K: Cached + Serialize,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = object.name_any();
-    if let Some(current) = api.get_opt(&name).await? {
+    if let Some(current) = cache.get::<K>(namespace, &name) {
         let desired = serde_json::to_value(object).map_err(kube::Error::SerdeError)?;
-        let observed = serde_json::to_value(&current).map_err(kube::Error::SerdeError)?;
+        let observed = serde_json::to_value(&*current).map_err(kube::Error::SerdeError)?;
         match first_difference(&desired, &observed) {
             None => return Ok(()),
             Some(path) => tracing::info!(
@@ -85,6 +92,7 @@ where
         }
     }
     // `force`: the operator owns these fields even if someone edited them.
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -94,13 +102,17 @@ where
     .map(|_| ())
 }
 
-async fn apply_each<K>(client: &Client, namespace: &str, objects: &[K]) -> Result<(), kube::Error>
+async fn apply_each<K>(
+    client: &Client,
+    cache: &ChildCache,
+    namespace: &str,
+    objects: &[K],
+) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned,
-    K::DynamicType: Default,
+    K: Cached + Serialize,
 {
     for object in objects {
-        apply(client, namespace, object).await?;
+        apply(client, cache, namespace, object).await?;
     }
     Ok(())
 }
@@ -111,6 +123,7 @@ where
 /// before the pod rolls.
 pub async fn apply_children(
     client: &Client,
+    cache: &ChildCache,
     namespace: &str,
     children: &Children,
 ) -> Result<(), kube::Error> {
@@ -130,30 +143,30 @@ pub async fn apply_children(
         waiting_for_models: _,
         models: _,
     } = children;
-    apply(client, namespace, service_account).await?;
+    apply(client, cache, namespace, service_account).await?;
     if let Some(secret) = jwt_secret {
-        apply(client, namespace, secret).await?;
+        apply(client, cache, namespace, secret).await?;
     }
-    apply_each(client, namespace, config_maps).await?;
-    apply_each(client, namespace, pvcs).await?;
-    if let Some(cache) = models_cache {
-        apply(client, namespace, cache).await?;
+    apply_each(client, cache, namespace, config_maps).await?;
+    apply_each(client, cache, namespace, pvcs).await?;
+    if let Some(claim) = models_cache {
+        apply(client, cache, namespace, claim).await?;
     }
-    apply_each(client, namespace, jobs).await?;
-    apply_each(client, namespace, services).await?;
-    apply_each(client, namespace, pdbs).await?;
-    apply_each(client, namespace, network_policies).await?;
+    apply_each(client, cache, namespace, jobs).await?;
+    apply_each(client, cache, namespace, services).await?;
+    apply_each(client, cache, namespace, pdbs).await?;
+    apply_each(client, cache, namespace, network_policies).await?;
     for deployment in deployments {
         if deployment
             .spec
             .as_ref()
             .is_some_and(|s| s.replicas.is_none())
         {
-            hand_over_replicas(client, namespace, &deployment.name_any()).await?;
+            hand_over_replicas(client, cache, namespace, &deployment.name_any()).await?;
         }
     }
-    apply_each(client, namespace, deployments).await?;
-    apply_each(client, namespace, autoscalers).await?;
+    apply_each(client, cache, namespace, deployments).await?;
+    apply_each(client, cache, namespace, autoscalers).await?;
     Ok(())
 }
 
@@ -169,12 +182,12 @@ const REPLICAS_HANDOVER: &str = "voicechat-operator-replicas-handover";
 /// handed them over (the operator must then apply without them).
 async fn hand_over_replicas(
     client: &Client,
+    cache: &ChildCache,
     namespace: &str,
     name: &str,
 ) -> Result<bool, kube::Error> {
     use k8s_openapi::api::apps::v1::Deployment;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let Some(current) = api.get_opt(name).await? else {
+    let Some(current) = cache.get::<Deployment>(namespace, name) else {
         return Ok(false);
     };
     let ours = current.managed_fields().iter().any(|m| {
@@ -182,7 +195,7 @@ async fn hand_over_replicas(
             && m.operation.as_deref() == Some("Apply")
             && m.fields_v1
                 .as_ref()
-                .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+                .is_some_and(|f| f.0.pointer(REPLICAS_FIELD).is_some())
     });
     let Some(replicas) = current.spec.as_ref().and_then(|s| s.replicas) else {
         return Ok(false);
@@ -191,6 +204,7 @@ async fn hand_over_replicas(
         return Ok(false);
     }
     tracing::info!(%name, replicas, "handing the replicas over to the autoscaler");
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let keep = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -206,33 +220,35 @@ async fn hand_over_replicas(
     Ok(true)
 }
 
-/// Deletes the children of kind `K` that `selector` finds but `wanted`
-/// does not hold.
+/// Deletes the children of kind `K` of `stack` (by label, in the cache)
+/// that neither `wanted` nor `kept` names.
 async fn prune<K>(
     client: &Client,
+    cache: &ChildCache,
     namespace: &str,
-    selector: &str,
+    stack: &str,
     wanted: &[K],
     kept: &[String],
 ) -> Result<(), kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
-    K::DynamicType: Default,
+    K: Cached,
 {
-    let wanted: BTreeSet<String> = wanted
+    let wanted: BTreeSet<&str> = wanted
         .iter()
-        .filter_map(|o| o.meta().name.clone())
-        .chain(kept.iter().cloned())
+        .filter_map(|o| o.meta().name.as_deref())
+        .chain(kept.iter().map(String::as_str))
         .collect();
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    for object in api
-        .list_metadata(&ListParams::default().labels(selector))
-        .await?
-    {
+    for object in cache.children_of::<K>(namespace, stack) {
         let name = object.name_any();
-        if !wanted.contains(&name) {
-            tracing::info!(kind = %K::kind(&K::DynamicType::default()), %name, "deleting a child no longer wanted");
-            api.delete(&name, &DeleteParams::background()).await?;
+        if wanted.contains(name.as_str()) || object.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        tracing::info!(kind = %K::kind(&()), %name, "deleting a child no longer wanted");
+        match api.delete(&name, &DeleteParams::background()).await {
+            // Gone already: the cache had not seen the deletion yet.
+            Err(e) if !is_not_found(&e) => return Err(e),
+            _ => {}
         }
     }
     Ok(())
@@ -244,27 +260,28 @@ where
 /// is shared by the namespace's stacks).
 pub async fn prune_children(
     client: &Client,
+    cache: &ChildCache,
     namespace: &str,
-    stack_name: &str,
+    stack: &str,
     children: &Children,
 ) -> Result<(), kube::Error> {
-    let selector = children_selector(stack_name);
     let kept = &children.waiting_for_models;
-    prune(client, namespace, &selector, &children.autoscalers, &[]).await?;
-    prune(client, namespace, &selector, &children.deployments, kept).await?;
-    prune(client, namespace, &selector, &children.services, &[]).await?;
-    prune(client, namespace, &selector, &children.pdbs, &[]).await?;
+    prune(client, cache, namespace, stack, &children.autoscalers, &[]).await?;
+    prune(client, cache, namespace, stack, &children.deployments, kept).await?;
+    prune(client, cache, namespace, stack, &children.services, &[]).await?;
+    prune(client, cache, namespace, stack, &children.pdbs, &[]).await?;
     prune(
         client,
+        cache,
         namespace,
-        &selector,
+        stack,
         &children.network_policies,
         &[],
     )
     .await?;
-    prune(client, namespace, &selector, &children.config_maps, kept).await?;
+    prune(client, cache, namespace, stack, &children.config_maps, kept).await?;
     // Loader Jobs of earlier model lists (their pods go with them).
-    prune(client, namespace, &selector, &children.jobs, &[]).await?;
+    prune(client, cache, namespace, stack, &children.jobs, &[]).await?;
     Ok(())
 }
 

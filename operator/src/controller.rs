@@ -23,6 +23,7 @@ pub use dereference::generate_secret;
 
 use crate::apply::{self, FIELD_MANAGER};
 use crate::build;
+use crate::cache::{ChildCache, NotListed, Scope};
 use crate::crd::VoiceChatStack;
 use crate::metrics::OperatorMetrics;
 use crate::pod_reasons::PodReasons;
@@ -48,6 +49,8 @@ pub enum ReconcileError {
     Random(String),
     #[error("the stack has no namespace")]
     NoNamespace,
+    #[error(transparent)]
+    Cache(#[from] NotListed),
 }
 
 impl ReconcileError {
@@ -64,6 +67,7 @@ impl ReconcileError {
             Self::Status(_) => "StatusFailed",
             Self::Random(_) => "RandomFailed",
             Self::NoNamespace => "InvalidMetadata",
+            Self::Cache(_) => "CacheNotListed",
         }
     }
 }
@@ -107,16 +111,24 @@ impl Context {
     }
 }
 
+/// What the reconciles of one controller share: the process' context and
+/// the caches of the controller's scope.
+pub struct ScopeContext {
+    pub ctx: Arc<Context>,
+    pub cache: ChildCache,
+}
+
 fn now() -> Time {
     Time(Timestamp::now())
 }
 
 pub async fn reconcile(
     stack: Arc<VoiceChatStack>,
-    ctx: Arc<Context>,
+    scoped: Arc<ScopeContext>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let result = reconcile_inner(&stack, &ctx).await;
+    let ctx = &scoped.ctx;
+    let result = reconcile_inner(&stack, ctx, &scoped.cache).await;
     ctx.metrics.observe(
         started.elapsed(),
         result.as_ref().err().map(ReconcileError::category),
@@ -124,21 +136,28 @@ pub async fn reconcile(
     result
 }
 
-async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn reconcile_inner(
+    stack: &VoiceChatStack,
+    ctx: &Context,
+    cache: &ChildCache,
+) -> Result<Action, ReconcileError> {
     let namespace = stack.namespace().ok_or(ReconcileError::NoNamespace)?;
+    // Decisions come from the cache: it must have listed once.
+    cache.ready().await?;
     let client = &ctx.client;
     let stacks: Api<VoiceChatStack> = Api::namespaced(client.clone(), &namespace);
     if stack.spec.paused {
         return Ok(Action::await_change());
     }
 
-    let mut found = dereference::dereference(client, &ctx.settings, stack, &namespace).await?;
+    let mut found =
+        dereference::dereference(client, cache, &ctx.settings, stack, &namespace).await?;
     // The loader Job of the stack's models plan (an invalid plan is the
     // build's to report).
     let loader = match crate::models::resolve(stack, &ctx.settings, found.facts.profile) {
         Ok(plan) if !plan.is_empty() => {
             let job = build::workloads::loader_job_name(stack, &plan);
-            loader::observe(client, &namespace, &job).await?
+            loader::observe(client, cache, &namespace, &job).await?
         }
         _ => LoaderObserved::default(),
     };
@@ -157,15 +176,16 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
     };
 
     // Apply, then prune.
-    apply::apply_children(client, &namespace, &children)
+    apply::apply_children(client, cache, &namespace, &children)
         .await
         .map_err(ReconcileError::Apply)?;
-    apply::prune_children(client, &namespace, &stack.name_any(), &children)
+    apply::prune_children(client, cache, &namespace, &stack.name_any(), &children)
         .await
         .map_err(ReconcileError::Prune)?;
 
-    // Status from what the cluster now reports.
-    let cluster = update::observe(client, &ctx.pod_reasons, &namespace, stack).await?;
+    // Status from what the cluster reports (as cached: what was just
+    // applied shows in the next reconcile, which its watch event starts).
+    let cluster = update::observe(cache, &ctx.pod_reasons, &namespace, stack).await;
     let observed = Observed {
         deployments: &cluster.deployments,
         jwt_secret_present: found.jwt_secret_present || children.jwt_secret.is_some(),
@@ -191,9 +211,10 @@ async fn reconcile_inner(stack: &VoiceChatStack, ctx: &Context) -> Result<Action
     }
     let ready = update::ready(Some(&status)) == Some("True");
     update::write(&stacks, stack, status).await?;
-    // Children and GPU nodes are watched; the periodic pass is a safety net.
-    // Pods are not watched: while a part is unavailable, look again soon,
-    // so that the reasons in the status follow its pods.
+    // Children and GPU nodes trigger reconciles; the periodic pass is a
+    // safety net. Pods are cached but do not trigger: while a part is
+    // unavailable, look again soon, so the reasons in the status follow
+    // its pods.
     Ok(Action::requeue(Duration::from_secs(if ready {
         300
     } else {
@@ -232,33 +253,50 @@ fn new_model_failures(
 pub fn error_policy(
     stack: Arc<VoiceChatStack>,
     error: &ReconcileError,
-    _ctx: Arc<Context>,
+    _ctx: Arc<ScopeContext>,
 ) -> Action {
     tracing::warn!(stack = %stack.name_any(), category = error.category(), error = %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(15))
 }
 
 /// Runs the controller until the process is stopped: one over every
-/// namespace, or one per namespace of `WATCH_NAMESPACES`.
+/// namespace, or one per namespace of `WATCH_NAMESPACES`, each with its
+/// own caches.
 pub async fn run(ctx: Arc<Context>) {
-    let run_in = |scope: watches::Scope<'_>| {
-        watches::controller(&ctx.client, &ctx.settings.gpu_resource, scope)
-            .shutdown_on_signal()
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "reconcile event");
-                }
-            })
+    let run_in = |scope: Scope<'_>| {
+        let (controller, cache, store_only) = watches::controller(
+            &ctx.client,
+            &ctx.settings.gpu_resource,
+            scope,
+            ctx.settings.reconcile_concurrency,
+        );
+        let scoped = Arc::new(ScopeContext {
+            ctx: ctx.clone(),
+            cache,
+        });
+        let controller = Box::pin(
+            controller
+                .shutdown_on_signal()
+                .run(reconcile, error_policy, scoped)
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "reconcile event");
+                    }
+                }),
+        );
+        // The store-only watches run as long as the controller does.
+        async move {
+            futures_util::future::select(controller, store_only).await;
+        }
     };
     if ctx.settings.watch_namespaces.is_empty() {
-        run_in(watches::Scope::Cluster).await;
+        run_in(Scope::Cluster).await;
     } else {
         futures_util::future::join_all(
             ctx.settings
                 .watch_namespaces
                 .iter()
-                .map(|ns| run_in(watches::Scope::Namespace(ns))),
+                .map(|ns| run_in(Scope::Namespace(ns))),
         )
         .await;
     }

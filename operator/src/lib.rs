@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod cache;
 pub mod controller;
 pub mod crd;
 #[cfg(test)]

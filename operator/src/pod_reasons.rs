@@ -5,11 +5,11 @@
 //! endpoint answers. The kubelet keeps probe bodies out of events, and the
 //! voice service's `/readyz` names the model files it could not load.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 
 /// The longest reason quoted from one pod.
 const MAX_REASON_CHARS: usize = 300;
@@ -95,27 +95,15 @@ impl PodReasons {
         Self { http }
     }
 
-    /// The reasons of the not-ready pods matching `selector`, one per pod,
-    /// joined; `readiness` is the probe's path and port, asked directly
-    /// when the status says nothing. Best effort: a failed read gives no
-    /// reason rather than failing the reconcile.
+    /// The reasons of the not-ready among `pods`, one per pod, joined;
+    /// `readiness` is the probe's path and port, asked directly when the
+    /// status says nothing. Best effort: a probe that does not answer
+    /// gives no reason rather than failing the reconcile.
     pub async fn not_ready(
         &self,
-        client: &Client,
-        namespace: &str,
-        selector: &str,
+        pods: &[Arc<Pod>],
         readiness: Option<(&str, i32)>,
     ) -> Option<String> {
-        let pods = match Api::<Pod>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default().labels(selector))
-            .await
-        {
-            Ok(list) => list.items,
-            Err(e) => {
-                tracing::debug!(error = %e, selector, "cannot list pods for the status");
-                return None;
-            }
-        };
         let mut reasons = Vec::new();
         for pod in pods.iter().filter(|p| !is_ready(p)) {
             if let Some(reason) = reason_from_status(pod) {

@@ -33,7 +33,13 @@ pub struct OperatorSettings {
     /// The namespaces whose stacks the operator reconciles
     /// (`WATCH_NAMESPACES`); empty: every namespace.
     pub watch_namespaces: Vec<String>,
+    /// Stacks reconciled at once (`RECONCILE_CONCURRENCY`): bounds the
+    /// requests in flight and the memory a mass change takes.
+    pub reconcile_concurrency: u16,
 }
+
+/// The default of [`OperatorSettings::reconcile_concurrency`].
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 8;
 
 /// The models cache and where catalog models are downloaded from.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +97,7 @@ impl Default for OperatorSettings {
             },
             models: ModelsSettings::default(),
             watch_namespaces: Vec::new(),
+            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
         }
     }
 }
@@ -138,6 +145,16 @@ impl OperatorSettings {
         models_from_vars(&vars, &mut s.models)?;
         if let Some(list) = vars.get("WATCH_NAMESPACES") {
             s.watch_namespaces = namespaces(&list)?;
+        }
+        if let Some(n) = vars.get("RECONCILE_CONCURRENCY") {
+            s.reconcile_concurrency = n
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "RECONCILE_CONCURRENCY".into(),
+                    message: format!("{n:?} is not a number from 1 to 256"),
+                })?;
         }
         Ok(s)
     }
@@ -272,6 +289,20 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         OperatorSettings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn reconcile_concurrency_is_bounded() {
+        assert_eq!(
+            from_vars(&[]).unwrap().reconcile_concurrency,
+            DEFAULT_RECONCILE_CONCURRENCY
+        );
+        let s = from_vars(&[("RECONCILE_CONCURRENCY", "32")]).unwrap();
+        assert_eq!(s.reconcile_concurrency, 32);
+        for bad in ["0", "257", "many"] {
+            let err = from_vars(&[("RECONCILE_CONCURRENCY", bad)]).unwrap_err();
+            assert!(err.to_string().contains("RECONCILE_CONCURRENCY"), "{err}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use support::{Cluster, OPERATOR_NAMESPACE, STACKS_NAMESPACE, stack_yaml};
-use voicechat_e2e::{OperatorProcess, Options, WriteRequest};
+use voicechat_e2e::{AuditedRequest, OperatorProcess, Options};
 
 /// Short, so that the test is quick: lease 4 s, renew deadline 3 s, retry 1 s.
 const LEASE: Duration = Duration::from_secs(4);
@@ -34,7 +34,7 @@ fn replica(cluster: &mut Cluster, name: &str) -> OperatorProcess {
 }
 
 /// Writes by replica `name` other than its Lease's.
-fn writes_by(cluster: &Cluster, mark: u64, name: &str) -> Vec<WriteRequest> {
+fn writes_by(cluster: &Cluster, mark: u64, name: &str) -> Vec<AuditedRequest> {
     cluster
         .operator_writes_since(mark)
         .into_iter()

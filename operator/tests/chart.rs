@@ -81,6 +81,7 @@ fn the_chart_lints_renders_validates_and_installs() {
         ("--set=imag.tag=x", "imag"),
         ("--set=metrics.service.port=0", "port"),
         ("--set=watchNamespaces={Apps}", "watchNamespaces"),
+        ("--set=operator.reconcileConcurrency=0", "reconcileConcurrency"),
         (
             "--set=operator.profiles.gpu.tolerations[0].operator=Maybe",
             "tolerations",
@@ -229,6 +230,7 @@ fn the_chart_lints_renders_validates_and_installs() {
                 "VOICE_CUDA_IMAGE=registry.example/voice-cuda:1",
                 "CPU_NODE_SELECTOR=pool=voice",
                 "CPU_TOLERATIONS=[]",
+                "RECONCILE_CONCURRENCY=8",
             ] {
                 assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
             }

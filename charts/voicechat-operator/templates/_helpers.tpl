@@ -37,26 +37,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
     resources: [voicechatstacks/status]
     verbs: [get, patch]
   # Children the operator applies (server-side apply: patch, and create
-  # when the child does not exist yet), watches for drift, and deletes when
-  # the spec no longer wants them (Ollama off, Redis external, replicas 1);
+  # when the child does not exist yet), watches (its cache: what to apply
+  # is decided from it, never by a get) and deletes when the spec no
+  # longer wants them (Ollama off, Redis external, replicas 1);
   # autoscalers of the chat and voice pods among them.
   - apiGroups: [autoscaling]
     resources: [horizontalpodautoscalers]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [list, watch, create, patch, delete]
   - apiGroups: [apps]
     resources: [deployments]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [list, watch, create, patch, delete]
   - apiGroups: [""]
     resources: [services, configmaps]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [list, watch, create, patch, delete]
   - apiGroups: [policy]
     resources: [poddisruptionbudgets]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [list, watch, create, patch, delete]
   - apiGroups: [networking.k8s.io]
     resources: [networkpolicies]
-    verbs: [get, list, watch, create, patch, delete]
-  # The generated JWT Secret: read (its value is kept across reconciles),
-  # applied, watched for drift; never deleted (garbage collection does that
+    verbs: [list, watch, create, patch, delete]
+  # The generated JWT Secret: watched (its value is kept across
+  # reconciles; one not cached yet is read with a get, as is a Secret the
+  # stack names), applied; never deleted (garbage collection does that
   # with the stack). Kubernetes RBAC cannot narrow a watch to labelled
   # Secrets, so this is every Secret's read access (in every namespace, or
   # in the watchNamespaces only): the reason the operator runs in its own
@@ -69,24 +71,24 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   # is started).
   - apiGroups: [batch]
     resources: [jobs]
-    verbs: [get, list, watch, create, patch, delete]
+    verbs: [list, watch, create, patch, delete]
   # A running loader's progress for the stack's status: the tail of its log.
   - apiGroups: [""]
     resources: [pods/log]
     verbs: [get]
   # The pods' own ServiceAccount (no token automounted), Redis' volume
-  # claim and the namespace's models cache: applied only; claims are never
-  # deleted (they hold data).
+  # claim and the namespace's models cache: applied and watched (the
+  # cache); claims are never deleted (they hold data).
   - apiGroups: [""]
     resources: [serviceaccounts, persistentvolumeclaims]
-    verbs: [get, create, patch]
-  # Why a part is not ready, for the stack's status: the pods of an
-  # unavailable Deployment are listed (never in a steady state). Listing
-  # shows pod specs, env values included; the operator's own pods carry
-  # their secrets as mounted files, never as env values.
+    verbs: [list, watch, create, patch]
+  # Why a part or a loader is not ready, for the stack's status: the pods
+  # the operator labelled, watched (the cache keeps their status, not their
+  # spec). Watching shows pod specs, env values included; the operator's
+  # own pods carry their secrets as mounted files, never as env values.
   - apiGroups: [""]
     resources: [pods]
-    verbs: [list]
+    verbs: [list, watch]
   # Events on the stacks (invalid spec, errors, Ready flips); patch updates
   # a repeated event's count.
   - apiGroups: [events.k8s.io]

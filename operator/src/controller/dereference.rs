@@ -1,13 +1,13 @@
-//! The dereference step: reads what the build needs from the cluster (the
-//! Nodes, for an `Auto` profile; the JWT Secret) and returns it as
-//! [`Facts`], with what the status reports about it.
+//! The dereference step: reads what the build needs (the Nodes, for an
+//! `Auto` profile; the JWT Secret) and returns it as [`Facts`], with what
+//! the status reports about it.
 
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::ListParams;
 
 use super::ReconcileError;
 use crate::build::{self, Facts, JWT_KEY};
+use crate::cache::ChildCache;
 use crate::crd::{self, VoiceChatStack};
 use crate::profile;
 use crate::settings::OperatorSettings;
@@ -23,6 +23,7 @@ pub struct Dereferenced {
 
 pub async fn dereference(
     client: &kube::Client,
+    cache: &ChildCache,
     settings: &OperatorSettings,
     stack: &VoiceChatStack,
     namespace: &str,
@@ -30,11 +31,7 @@ pub async fn dereference(
     let auto = stack.spec.voice.stt_profile == crd::SttProfile::Auto;
     let namespaced = !settings.watch_namespaces.is_empty();
     let nodes = if auto && !namespaced {
-        Api::<Node>::all(client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(ReconcileError::read("Nodes"))?
-            .items
+        cache.nodes()
     } else {
         Vec::new()
     };
@@ -48,7 +45,21 @@ pub async fn dereference(
     };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let (jwt_secret, jwt_secret_present) = match &stack.spec.auth.jwt_secret {
-        None => jwt_secret_value(&secrets, &build::meta::name(stack, "jwt")).await?,
+        None => {
+            let name = build::meta::name(stack, "jwt");
+            match cache
+                .get::<Secret>(namespace, &name)
+                .as_deref()
+                .and_then(secret_value)
+            {
+                Some(v) => (v, true),
+                // Not seen yet (a new stack, or its watch event still on
+                // the way): the API server says whether a value exists,
+                // which must never be replaced.
+                None => jwt_secret_value(&secrets, &name).await?,
+            }
+        }
+        // Not the operator's: not cached.
         Some(r) => {
             let present = secrets
                 .get_opt(&r.name)
@@ -87,13 +98,17 @@ async fn jwt_secret_value(
         .get_opt(name)
         .await
         .map_err(ReconcileError::read("the JWT Secret"))?;
-    let value = existing
-        .as_ref()
-        .and_then(|s| s.data.as_ref())
-        .and_then(|d| d.get(JWT_KEY))
-        .and_then(|v| String::from_utf8(v.0.clone()).ok());
-    match value {
+    match existing.as_ref().and_then(secret_value) {
         Some(v) => Ok((v, true)),
         None => Ok((generate_secret()?, false)),
     }
+}
+
+/// The HS256 secret a JWT Secret holds.
+fn secret_value(secret: &Secret) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(JWT_KEY))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
 }

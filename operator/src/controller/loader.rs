@@ -1,16 +1,20 @@
-//! Reads the stack's current loader Job and its pods: the Job's state,
+//! Reads the stack's current loader Job and its pods (cached; only a
+//! running loader's log is asked of the API server): the Job's state,
 //! the last finished pod's report (termination message) and a running
 //! pod's progress (the tail of its log). A Job that gave up on errors that
 //! may pass is deleted, so that the next reconcile starts a new one.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, LogParams};
+use kube::api::{DeleteParams, LogParams};
 use voicechat_common::models::LoaderReport;
 
 use super::ReconcileError;
 use crate::build::workloads::LOADER_CONTAINER;
+use crate::cache::ChildCache;
 use crate::status::models::{LoaderObserved, LoaderState, parse_loader_log};
 
 /// Log lines of a running loader that are read for its progress.
@@ -18,15 +22,11 @@ const LOG_TAIL_LINES: i64 = 40;
 
 pub async fn observe(
     client: &kube::Client,
+    cache: &ChildCache,
     namespace: &str,
     job_name: &str,
 ) -> Result<LoaderObserved, ReconcileError> {
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let Some(job) = jobs
-        .get_opt(job_name)
-        .await
-        .map_err(ReconcileError::read("the models loader Job"))?
-    else {
+    let Some(job) = cache.get::<Job>(namespace, job_name) else {
         return Ok(LoaderObserved::default());
     };
     let mut observed = LoaderObserved {
@@ -36,14 +36,15 @@ pub async fn observe(
     if observed.state == LoaderState::Succeeded {
         return Ok(observed);
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let mut listed = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
-        .await
-        .map_err(ReconcileError::read("the models loader's pods"))?
-        .items;
+    let mut listed = cache.matching::<Pod>(
+        namespace,
+        &BTreeMap::from([(
+            "batch.kubernetes.io/job-name".to_owned(),
+            job_name.to_owned(),
+        )]),
+    );
     listed.sort_by_key(|p| p.metadata.creation_timestamp.clone());
-    observed.report = listed.iter().rev().find_map(report_of);
+    observed.report = listed.iter().rev().find_map(|p| report_of(p));
     if let Some(running) = listed
         .iter()
         .rev()
@@ -56,6 +57,7 @@ pub async fn observe(
             ..Default::default()
         };
         // Progress is a nicety: a log that cannot be read leaves it out.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         match pods.logs(name, &params).await {
             Ok(log) => parse_loader_log(&log, &mut observed),
             Err(e) => tracing::debug!(pod = %name, error = %e, "cannot read the loader's log"),
@@ -63,9 +65,12 @@ pub async fn observe(
     }
     if observed.state == (LoaderState::Failed { permanent: false }) {
         tracing::info!(job = %job_name, "the models loader gave up on errors that may pass; starting a new one");
-        jobs.delete(job_name, &DeleteParams::background())
-            .await
-            .map_err(ReconcileError::Prune)?;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+        match jobs.delete(job_name, &DeleteParams::background()).await {
+            // Gone already: the cache had not seen the deletion yet.
+            Err(e) if !crate::apply::is_not_found(&e) => return Err(ReconcileError::Prune(e)),
+            _ => {}
+        }
     }
     Ok(observed)
 }

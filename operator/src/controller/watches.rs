@@ -1,52 +1,31 @@
-//! What wakes the reconcile: the stacks themselves, the children the
-//! operator manages (metadata-only watches, by its label), and the Nodes,
-//! for `Auto` stacks only when the set of GPU nodes changes.
+//! What wakes the reconcile: the stacks themselves (only when their spec
+//! changes: the operator's own status writes do not wake them again), the
+//! children the operator manages (by its label, through the watches that
+//! fill the [`ChildCache`]), and the Nodes, for `Auto` stacks only when
+//! the set of GPU nodes changes.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::Node;
+use kube::Client;
+use kube::runtime::controller::Config;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 
-use crate::build::meta;
+use crate::cache::{ChildCache, Scope, StoreOnly};
 use crate::crd::{SttProfile, VoiceChatStack};
 use crate::profile::{GpuNodeTracker, NodeEvent};
 
-/// Where the operator looks: every namespace, or one (`WATCH_NAMESPACES`
-/// runs one controller per listed namespace).
-#[derive(Debug, Clone, Copy)]
-pub enum Scope<'a> {
-    Cluster,
-    Namespace(&'a str),
-}
-
-impl Scope<'_> {
-    fn api<K>(self, client: &Client) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match self {
-            Self::Cluster => Api::all(client.clone()),
-            Self::Namespace(ns) => Api::namespaced(client.clone(), ns),
-        }
-    }
-}
-
-/// The controller with every watch that triggers a reconcile.
+/// The controller of `scope` with every watch that triggers a reconcile;
+/// the cache those watches fill; and the store-only watches, which must be
+/// polled while the controller runs.
 pub fn controller(
     client: &Client,
     gpu_resource: &str,
     scope: Scope<'_>,
-) -> Controller<VoiceChatStack> {
-    let owned = watcher::Config::default().labels(&meta::managed_selector());
+    concurrency: u16,
+) -> (Controller<VoiceChatStack>, ChildCache, StoreOnly) {
     let (store, writer) = kube::runtime::reflector::store();
     let stacks = watcher(
         scope.api::<VoiceChatStack>(client),
@@ -54,45 +33,48 @@ pub fn controller(
     )
     .default_backoff()
     .reflect(writer)
-    .touched_objects();
+    .touched_objects()
+    // A status write changes neither generation nor labels: no reconcile.
+    .predicate_filter(
+        predicates::generation.combine(predicates::labels),
+        Default::default(),
+    );
+    let (cache, watches) = ChildCache::watch(client, scope);
     let stacks_for_nodes = store.clone();
-    let controller = Controller::for_stream(stacks, store)
+    let mut controller = Controller::for_stream(stacks, store)
+        .with_config(Config::default().concurrency(concurrency))
         .trigger_backoff(NoSharedBackoff)
-        .owns_stream(child_changes::<Deployment>(client, &owned, scope))
-        .owns_stream(child_changes::<HorizontalPodAutoscaler>(
-            client, &owned, scope,
-        ))
-        .owns_stream(child_changes::<Service>(client, &owned, scope))
-        .owns_stream(child_changes::<ConfigMap>(client, &owned, scope))
-        .owns_stream(child_changes::<Secret>(client, &owned, scope))
-        .owns_stream(child_changes::<PodDisruptionBudget>(client, &owned, scope))
-        .owns_stream(child_changes::<NetworkPolicy>(client, &owned, scope))
+        .owns_stream(watches.deployments)
+        .owns_stream(watches.autoscalers)
+        .owns_stream(watches.services)
+        .owns_stream(watches.config_maps)
+        .owns_stream(watches.secrets)
+        .owns_stream(watches.pdbs)
+        .owns_stream(watches.network_policies)
         // The models loader: its end makes the voice pods.
-        .owns_stream(child_changes::<Job>(client, &owned, scope));
-    // Nodes are cluster-wide: only an operator that watches every
-    // namespace may read them.
-    let Scope::Cluster = scope else {
-        return controller;
-    };
-    let nodes = gpu_node_changes(client.clone(), gpu_resource.to_owned()).default_backoff();
-    controller.watches_stream(nodes, move |_node| {
-        stacks_for_nodes
-            .state()
-            .into_iter()
-            .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
-            .map(|s| ObjectRef::from_obj(&*s))
-            .collect::<Vec<_>>()
-    })
+        .owns_stream(watches.jobs);
+    if let Some(node_events) = watches.nodes {
+        let nodes = gpu_node_changes(node_events, gpu_resource.to_owned());
+        controller = controller.watches_stream(nodes, move |_node| {
+            stacks_for_nodes
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.voice.stt_profile == SttProfile::Auto)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        });
+    }
+    (controller, cache, watches.store_only)
 }
 
 /// Node events that change which nodes offer GPUs (see
 /// [`GpuNodeTracker`]), as a trigger stream.
 fn gpu_node_changes(
-    client: Client,
+    events: impl futures_util::Stream<Item = watcher::Result<watcher::Event<Node>>> + Send,
     gpu_resource: String,
 ) -> impl futures_util::Stream<Item = Result<Node, watcher::Error>> + Send {
     let mut tracker = GpuNodeTracker::default();
-    watcher(Api::<Node>::all(client), watcher::Config::default()).filter_map(move |event| {
+    events.filter_map(move |event| {
         let changed = match &event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
                 tracker.observe(NodeEvent::Applied(n), &gpu_resource)
@@ -139,31 +121,4 @@ impl Iterator for NoSharedBackoff {
 
 impl kube::runtime::utils::Backoff for NoSharedBackoff {
     fn reset(&mut self) {}
-}
-
-/// A metadata watch of one kind of child, with its own backoff.
-fn child_changes<K>(
-    client: &Client,
-    config: &watcher::Config,
-    scope: Scope<'_>,
-) -> impl futures_util::Stream<Item = Result<kube::api::PartialObjectMeta<K>, watcher::Error>>
-+ Send
-+ 'static
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    // An `Api` of `PartialObjectMeta` makes metadata-only requests.
-    let api: Api<kube::api::PartialObjectMeta<K>> = match scope {
-        Scope::Cluster => Api::all(client.clone()),
-        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
-    };
-    watcher(api, config.clone())
-        .default_backoff()
-        .touched_objects()
 }

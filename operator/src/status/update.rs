@@ -5,15 +5,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::is_available;
 use crate::apply::FIELD_MANAGER;
 use crate::build::meta::{self, Part};
 use crate::build::workloads::{CHAT_PORT, VOICE_PORT};
+use crate::cache::ChildCache;
 use crate::controller::ReconcileError;
 use crate::crd::{VoiceChatStack, VoiceChatStackStatus};
 use crate::pod_reasons::PodReasons;
@@ -27,32 +29,29 @@ pub struct ClusterState {
     pub pod_reasons: BTreeMap<String, String>,
 }
 
+/// The stack's Deployments and their pods, from the cache.
 pub async fn observe(
-    client: &Client,
+    cache: &ChildCache,
     pod_reasons: &PodReasons,
     namespace: &str,
     stack: &VoiceChatStack,
-) -> Result<ClusterState, ReconcileError> {
-    let deployments: BTreeMap<String, Deployment> =
-        Api::<Deployment>::namespaced(client.clone(), namespace)
-            .list(&ListParams::default().labels(&meta::children_selector(&stack.name_any())))
-            .await
-            .map_err(ReconcileError::read("Deployments"))?
-            .items
-            .into_iter()
-            .map(|d| (d.name_any(), d))
-            .collect();
-    let pod_reasons = not_ready_reasons(client, pod_reasons, namespace, stack, &deployments).await;
-    Ok(ClusterState {
+) -> ClusterState {
+    let deployments: BTreeMap<String, Deployment> = cache
+        .children_of::<Deployment>(namespace, &stack.name_any())
+        .into_iter()
+        .map(|d| (d.name_any(), (*d).clone()))
+        .collect();
+    let pod_reasons = not_ready_reasons(cache, pod_reasons, namespace, stack, &deployments).await;
+    ClusterState {
         deployments,
         pod_reasons,
-    })
+    }
 }
 
 /// Why the pods of each unavailable Deployment are not ready, by
 /// Deployment name; nothing is read for available ones.
 async fn not_ready_reasons(
-    client: &Client,
+    cache: &ChildCache,
     pod_reasons: &PodReasons,
     namespace: &str,
     stack: &VoiceChatStack,
@@ -72,11 +71,8 @@ async fn not_ready_reasons(
             Part::Voice => Some(("/readyz", VOICE_PORT)),
             _ => None,
         };
-        let selector = meta::selector_query(&meta::selector(stack, Some(part)));
-        if let Some(why) = pod_reasons
-            .not_ready(client, namespace, &selector, readiness)
-            .await
-        {
+        let pods = cache.matching::<Pod>(namespace, &meta::selector(stack, Some(part)));
+        if let Some(why) = pod_reasons.not_ready(&pods, readiness).await {
             reasons.insert(name, why);
         }
     }

@@ -210,7 +210,7 @@ pub async fn autoscaling_takes_the_replicas_over(cluster: &Cluster) {
         "--replicas=4",
     ]);
     cluster.kubectl(&[
-        "annotate",
+        "label",
         "vcs",
         "demo",
         "-n",

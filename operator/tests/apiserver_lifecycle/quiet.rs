@@ -1,5 +1,6 @@
-//! A reconcile that changes nothing writes nothing, also the full resync
-//! of an operator restart, and the JWT secret survives it.
+//! A reconcile that changes nothing sends no request (it reads its
+//! cache), also the full resync of an operator restart writes nothing, and
+//! the JWT secret survives it.
 
 use std::time::Duration;
 
@@ -10,12 +11,15 @@ use super::WAIT;
 use super::children::jwt;
 use crate::support::{Cluster, STACKS_NAMESPACE};
 
-/// Steady state: a reconcile that changes nothing writes nothing.
+/// Steady state: a reconcile that changes nothing writes nothing and reads
+/// nothing from the API server either (only its watches run).
 pub async fn a_steady_state_writes_nothing(cluster: &Cluster) {
     let before = cluster.operator().reconciles();
     let mark = cluster.plane.audit().mark();
+    // A label: the stacks' watch passes changes of the spec and labels
+    // on (not of annotations or the status, which the operator writes).
     cluster.kubectl(&[
-        "annotate",
+        "label",
         "vcs",
         "demo",
         "-n",
@@ -23,7 +27,7 @@ pub async fn a_steady_state_writes_nothing(cluster: &Cluster) {
         "e2e/touch=1",
     ]);
     cluster
-        .eventually("the annotation triggers a reconcile", WAIT, || {
+        .eventually("the label triggers a reconcile", WAIT, || {
             let done = cluster.operator().reconciles() > before;
             async move { done.then_some(()) }
         })
@@ -34,6 +38,16 @@ pub async fn a_steady_state_writes_nothing(cluster: &Cluster) {
         writes.is_empty(),
         "a steady state writes nothing, but: {:#?}",
         writes.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    let reads: Vec<String> = cluster
+        .operator_requests_since(mark)
+        .iter()
+        .filter(|r| r.verb == "get")
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        reads.is_empty(),
+        "a steady state reads its cache, but: {reads:#?}"
     );
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use voicechat_e2e::{Assets, ControlPlane, OperatorProcess, Options, WriteRequest};
+use voicechat_e2e::{Assets, AuditedRequest, ControlPlane, OperatorProcess, Options};
 
 pub const OPERATOR_NAMESPACE: &str = "voicechat-system";
 pub const OPERATOR_SA: &str = "voicechat-operator";
@@ -209,8 +209,13 @@ impl Cluster {
         self.operator.take().expect("the operator runs").kill();
     }
 
+    /// Requests the operator made since `mark`: writes and reads.
+    pub fn operator_requests_since(&self, mark: u64) -> Vec<AuditedRequest> {
+        self.plane.audit().requests_since(mark, OPERATOR_USER)
+    }
+
     /// Write requests the operator made since `mark`.
-    pub fn operator_writes_since(&self, mark: u64) -> Vec<WriteRequest> {
+    pub fn operator_writes_since(&self, mark: u64) -> Vec<AuditedRequest> {
         self.plane.audit().writes_since(mark, OPERATOR_USER)
     }
 
