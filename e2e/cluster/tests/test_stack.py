@@ -390,6 +390,45 @@ def test_speech_round_trip_with_the_official_openai_client(endpoints, token):
     assert len(missing) <= 2, f"heard {heard}, expected {expected}"
 
 
+def test_a_voice_pod_with_a_full_inference_queue_turns_unready_then_ready_and_serves_every_request(
+        endpoints, token):
+    """Readiness tells the truth under load: 32 syntheses at once against
+    one voice pod (one engine call at a time, VOICE_INFERENCE_QUEUE_LIMIT 4)
+    fill its queue, the kubelet's probe takes it out of the Service, the
+    stack's status says why, and once drained it is Ready again; every
+    request that was accepted is answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jwt = token("e2e-load")
+    text = " ".join([SPOKEN, "The weather will be fine tomorrow.", "Thank you for waiting."] * 3)
+
+    def one(_):
+        return speak(openai_client(endpoints["voice"], jwt, retries=0), text)
+
+    def voice_ready() -> bool:
+        return any(is_ready(p) for p in pods(STACK_NAMESPACE, part_selector("voice")))
+
+    assert voice_ready()
+    reasons = []
+
+    def unready_with_reason():
+        if voice_ready():
+            return None
+        found = kubectl_json("-n", STACK_NAMESPACE, "get", "vcs", STACK)
+        message = (condition(found, "VoiceReady") or {}).get("message", "")
+        reasons.append(message)
+        return message if "inference queue full" in message else None
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = pool.map(one, range(32))
+        message = wait_until("the voice pod unready with the queue in the status", 120,
+                             unready_with_reason, every=1)
+        assert "VOICE_INFERENCE_QUEUE_LIMIT" in message, message
+        wavs = list(answers)
+    assert all(w[:4] == b"RIFF" and len(w) > 20_000 for w in wavs), [len(w) for w in wavs]
+    wait_until("the drained voice pod Ready again", 60, lambda: voice_ready() or None, every=1)
+
+
 def test_a_spoken_question_on_the_realtime_api_is_answered_aloud(endpoints, token):
     """The chat pod hears and speaks through the voice Service the operator
     wired (VOICE_URL), with the in-cluster Ollama answering: the official
