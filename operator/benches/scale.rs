@@ -98,8 +98,10 @@ async fn main() {
         created.elapsed().as_secs_f64()
     );
 
+    let mark = cluster.plane.audit().mark();
     cluster.start_operator();
     let first = wait_all(&cluster, &stacks, n, "every stack reconciled").await;
+    let writes = cluster.operator_writes_since(mark);
     let children = cluster
         .kubectl(&[
             "get",
@@ -116,8 +118,10 @@ async fn main() {
         n as f64 / first.as_secs_f64()
     );
     println!(
-        "operator reconciles so far: {}, peak RSS {:.1} MiB",
+        "operator reconciles so far: {}, {} write requests ({:.1} per stack), peak RSS {:.1} MiB",
         cluster.operator().reconciles(),
+        writes.len(),
+        writes.len() as f64 / n as f64,
         cluster.operator().peak_rss_kib().unwrap_or(0) as f64 / 1024.0
     );
 

@@ -81,7 +81,10 @@ fn the_chart_lints_renders_validates_and_installs() {
         ("--set=imag.tag=x", "imag"),
         ("--set=metrics.service.port=0", "port"),
         ("--set=watchNamespaces={Apps}", "watchNamespaces"),
-        ("--set=operator.reconcileConcurrency=0", "reconcileConcurrency"),
+        (
+            "--set=operator.reconcileConcurrency=0",
+            "reconcileConcurrency",
+        ),
         (
             "--set=operator.profiles.gpu.tolerations[0].operator=Maybe",
             "tolerations",

@@ -17,6 +17,12 @@ use crate::cache::{ChildCache, Scope, StoreOnly};
 use crate::crd::{SttProfile, VoiceChatStack};
 use crate::profile::{GpuNodeTracker, NodeEvent};
 
+/// How long a stack's trigger waits for more: the watch events of the
+/// children one reconcile applied arrive together and start one reconcile,
+/// which then sees them all in the cache (without it, each event started
+/// one, most seeing a cache that had not caught up yet and re-applying).
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 /// The controller of `scope` with every watch that triggers a reconcile;
 /// the cache those watches fill; and the store-only watches, which must be
 /// polled while the controller runs.
@@ -42,7 +48,11 @@ pub fn controller(
     let (cache, watches) = ChildCache::watch(client, scope);
     let stacks_for_nodes = store.clone();
     let mut controller = Controller::for_stream(stacks, store)
-        .with_config(Config::default().concurrency(concurrency))
+        .with_config(
+            Config::default()
+                .concurrency(concurrency)
+                .debounce(DEBOUNCE),
+        )
         .trigger_backoff(NoSharedBackoff)
         .owns_stream(watches.deployments)
         .owns_stream(watches.autoscalers)
