@@ -26,7 +26,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use voicechat_common::auth::{Principal, websocket_token};
-use voicechat_common::realtime::{EventError, protocol::MAX_EVENT_BYTES};
+use voicechat_common::realtime::{
+    EventError,
+    protocol::{MAX_EVENT_BYTES, SOCKET_BUFFER_BYTES},
+};
 use voicechat_common::ws::{self, code};
 
 use self::session::{Internal, Session, SessionParts, TranscriptionJob};
@@ -53,6 +56,8 @@ pub async fn upgrade(
     // A 15 MiB audio append in base64 must be readable, to be refused by
     // its size with an error event instead of a closed socket.
     let ws = ws
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(MAX_EVENT_BYTES)
         .max_frame_size(MAX_EVENT_BYTES);
     let token = websocket_token(query.token.as_deref(), &headers).map(|(t, _)| t.to_owned());

@@ -92,6 +92,10 @@ pub enum ClientEvent {
     },
 }
 
+/// Read and write buffer of a Realtime socket: about one 100 ms append of
+/// 24 kHz PCM in base64. Larger messages still go through; tungstenite's
+/// default (128 KiB each) was most of an idle session's memory.
+pub const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 /// The longest client event (text) read: a 15 MiB audio append in base64,
 /// as OpenAI's limit, and a little more.
 pub const MAX_EVENT_BYTES: usize = 21 * 1024 * 1024;

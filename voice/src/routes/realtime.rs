@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
-use voicechat_common::realtime::protocol::MAX_EVENT_BYTES;
+use voicechat_common::realtime::protocol::{MAX_EVENT_BYTES, SOCKET_BUFFER_BYTES};
 use voicechat_common::realtime::{
     AudioFormat, ClientEvent, EventError, Incoming, InputBuffer, Turn, VadEvent, VadSettings,
     new_id, server_event,
@@ -47,6 +47,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let ws = ws
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .max_message_size(MAX_EVENT_BYTES)
         .max_frame_size(MAX_EVENT_BYTES);
     let (ws, auth) =
