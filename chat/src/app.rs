@@ -19,6 +19,7 @@ use crate::llm;
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
 use crate::state::AppState;
+use crate::voice_client::VoiceClient;
 use crate::{health, realtime, rest, ws};
 
 impl AppState {
@@ -27,7 +28,13 @@ impl AppState {
         let history = RedisHistory::new(config.history.clone())?;
         let llm = llm::from_settings(&config.llm).map_err(|e| StartError::part("LLM client", e))?;
         let llm_slots = Arc::new(Semaphore::new(config.llm.max_concurrent_requests));
+        let voice = VoiceClient::new(
+            config.realtime.voice_url.clone(),
+            config.realtime.voice_timeout,
+        )
+        .map_err(|e| StartError::part("voice client", e))?;
         Ok(Self {
+            voice,
             limiter: Arc::new(RateLimiter::new(config.limits.messages_per_minute)),
             config: Arc::new(config),
             verifier: Arc::new(verifier),

@@ -12,6 +12,7 @@ use crate::history::HistoryStore;
 use crate::llm::ChatModel;
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
+use crate::voice_client::VoiceClient;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +25,9 @@ pub struct AppState {
     pub llm_slots: Arc<Semaphore>,
     pub metrics: ChatMetrics,
     pub limiter: Arc<RateLimiter>,
+    /// The voice service's client for Realtime sessions, built once: its
+    /// TLS configuration and connection pool are shared by every session.
+    pub voice: VoiceClient,
     /// Cancelled on SIGTERM: sockets finish their answer, then close with 1001.
     pub shutdown: CancellationToken,
     /// Every WebSocket and streamed answer, so shutdown can wait for them.

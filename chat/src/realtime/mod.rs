@@ -108,17 +108,7 @@ async fn run(
             return;
         }
     };
-    let voice = match VoiceClient::new(
-        state.config.realtime.voice_url.clone(),
-        state.config.realtime.voice_timeout,
-    ) {
-        Ok(voice) => voice,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the voice client");
-            ws::close(socket, code::INTERNAL, "internal error").await;
-            return;
-        }
-    };
+    let voice = state.voice.clone();
     let _active = GaugeGuard::inc(&state.metrics.realtime_sessions);
     let (sink, mut stream) = socket.split();
     let (out, out_rx) = mpsc::channel::<Value>(256);

@@ -23,6 +23,7 @@ use crate::llm::LlmError;
 use crate::llm::scripted::{Reply, ScriptedModel};
 use crate::metrics::ChatMetrics;
 use crate::rate_limit::RateLimiter;
+use crate::voice_client::VoiceClient;
 
 fn config() -> ChatConfig {
     let secret = b"conversation-unit-test-secret-0123456789".to_vec();
@@ -96,6 +97,7 @@ fn harness_with(
         llm_slots: Arc::new(Semaphore::new(config.llm.max_concurrent_requests)),
         metrics: ChatMetrics::new().expect("metrics"),
         limiter: Arc::new(RateLimiter::new(config.limits.messages_per_minute)),
+        voice: VoiceClient::new(None, Duration::from_secs(1)).expect("voice client"),
         config: Arc::new(config),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
