@@ -129,9 +129,10 @@ async fn main() {
     tokio::time::sleep(quiet).await;
     let writes = cluster.operator_writes_since(mark);
     println!(
-        "write requests in a {} s quiet period: {}",
+        "write requests in a {} s quiet period: {}, RSS at its end {:.1} MiB",
         quiet.as_secs(),
-        writes.len()
+        writes.len(),
+        cluster.operator().rss_kib().unwrap_or(0) as f64 / 1024.0
     );
     for w in writes.iter().take(10) {
         println!("  {w}");
