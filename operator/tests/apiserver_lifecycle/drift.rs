@@ -209,15 +209,7 @@ pub async fn autoscaling_takes_the_replicas_over(cluster: &Cluster) {
         STACKS_NAMESPACE,
         "--replicas=4",
     ]);
-    cluster.kubectl(&[
-        "label",
-        "vcs",
-        "demo",
-        "-n",
-        STACKS_NAMESPACE,
-        "touch=autoscaled",
-        "--overwrite",
-    ]);
+    crate::touch_stack(cluster, "touch", "autoscaled");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(replicas(deployments.clone()).await, Some(4));
     let writes: Vec<_> = cluster

@@ -18,6 +18,21 @@ use voicechat_e2e::Options;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Labels the stack `demo` with `label=value`, which wakes a reconcile
+/// (the stacks' watch passes on changes of the spec and labels, not of
+/// annotations or the status, which the operator writes itself).
+fn touch_stack(cluster: &Cluster, label: &str, value: &str) {
+    cluster.kubectl(&[
+        "label",
+        "vcs",
+        "demo",
+        "-n",
+        support::STACKS_NAMESPACE,
+        &format!("{label}={value}"),
+        "--overwrite",
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stack_lives_its_whole_life_against_a_real_api_server() {
     if !support::available("a_stack_lives_its_whole_life_against_a_real_api_server") {

@@ -16,16 +16,7 @@ use crate::support::{Cluster, STACKS_NAMESPACE};
 pub async fn a_steady_state_writes_nothing(cluster: &Cluster) {
     let before = cluster.operator().reconciles();
     let mark = cluster.plane.audit().mark();
-    // A label: the stacks' watch passes changes of the spec and labels
-    // on (not of annotations or the status, which the operator writes).
-    cluster.kubectl(&[
-        "label",
-        "vcs",
-        "demo",
-        "-n",
-        STACKS_NAMESPACE,
-        "e2e/touch=1",
-    ]);
+    crate::touch_stack(cluster, "e2e/touch", "1");
     cluster
         .eventually("the label triggers a reconcile", WAIT, || {
             let done = cluster.operator().reconciles() > before;
