@@ -8,7 +8,10 @@
 //!
 //! Objects are stored without what no reconcile reads: managed fields
 //! (a Deployment keeps only which managers own its replicas), the
-//! last-applied annotation, Pod specs and most of a Node.
+//! last-applied annotation, Pod specs and most of a Node; and as JSON,
+//! decoded when read ([`compact`]).
+
+mod compact;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -16,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -27,10 +30,13 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use compact::CompactStore;
 
 use crate::build::meta::{INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, managed_selector};
 
@@ -65,12 +71,13 @@ pub trait Cached:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
     + Clone
     + DeserializeOwned
+    + Serialize
     + Debug
     + Send
     + Sync
     + 'static
 {
-    fn store(cache: &ChildCache) -> &Store<Self>;
+    fn store(cache: &ChildCache) -> &CompactStore<Self>;
 
     /// Drops what no reconcile reads, before the object is stored.
     fn strip(&mut self) {
@@ -88,7 +95,7 @@ fn strip_meta(meta: &mut ObjectMeta) {
 macro_rules! cached {
     ($($kind:ty => $field:ident),* $(,)?) => {
         $(impl Cached for $kind {
-            fn store(cache: &ChildCache) -> &Store<Self> {
+            fn store(cache: &ChildCache) -> &CompactStore<Self> {
                 &cache.$field
             }
         })*
@@ -108,7 +115,7 @@ cached!(
 );
 
 impl Cached for Deployment {
-    fn store(cache: &ChildCache) -> &Store<Self> {
+    fn store(cache: &ChildCache) -> &CompactStore<Self> {
         &cache.deployments
     }
 
@@ -137,7 +144,7 @@ impl Cached for Deployment {
 pub const REPLICAS_FIELD: &str = "/f:spec/f:replicas";
 
 impl Cached for Pod {
-    fn store(cache: &ChildCache) -> &Store<Self> {
+    fn store(cache: &ChildCache) -> &CompactStore<Self> {
         &cache.pods
     }
 
@@ -171,17 +178,17 @@ fn strip_node(node: &mut Node) {
 /// The stores of one scope.
 #[derive(Clone)]
 pub struct ChildCache {
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub config_maps: Store<ConfigMap>,
-    pub secrets: Store<Secret>,
-    pub pdbs: Store<PodDisruptionBudget>,
-    pub network_policies: Store<NetworkPolicy>,
-    pub jobs: Store<Job>,
-    pub autoscalers: Store<HorizontalPodAutoscaler>,
-    pub service_accounts: Store<ServiceAccount>,
-    pub pvcs: Store<PersistentVolumeClaim>,
-    pub pods: Store<Pod>,
+    pub deployments: CompactStore<Deployment>,
+    pub services: CompactStore<Service>,
+    pub config_maps: CompactStore<ConfigMap>,
+    pub secrets: CompactStore<Secret>,
+    pub pdbs: CompactStore<PodDisruptionBudget>,
+    pub network_policies: CompactStore<NetworkPolicy>,
+    pub jobs: CompactStore<Job>,
+    pub autoscalers: CompactStore<HorizontalPodAutoscaler>,
+    pub service_accounts: CompactStore<ServiceAccount>,
+    pub pvcs: CompactStore<PersistentVolumeClaim>,
+    pub pods: CompactStore<Pod>,
     /// Cluster scope only: an operator limited to some namespaces cannot
     /// read Nodes.
     pub nodes: Option<Store<Node>>,
@@ -217,13 +224,13 @@ pub struct Watches {
 
 /// A reflector of the managed objects of kind `K` in `scope`, with its own
 /// backoff (see the controller's `NoSharedBackoff`).
-fn reflect<K: Cached>(client: &Client, scope: Scope<'_>) -> (Store<K>, Changes<K>) {
-    let (store, writer) = reflector::store();
+fn reflect<K: Cached>(client: &Client, scope: Scope<'_>) -> (CompactStore<K>, Changes<K>) {
+    let (store, mut writer) = compact::store();
     let config = watcher::Config::default().labels(&managed_selector());
     let changes = watcher(scope.api::<K>(client), config)
         .default_backoff()
         .modify(K::strip)
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply(event))
         .touched_objects();
     (store, Box::pin(changes))
 }
@@ -329,7 +336,7 @@ impl ChildCache {
 
     /// The managed object `namespace/name` of kind `K`, as last seen.
     pub fn get<K: Cached>(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        K::store(self).get(&ObjectRef::new(name).within(namespace))
+        K::store(self).get(namespace, name)
     }
 
     /// The managed objects of kind `K` in `namespace` carrying every label
@@ -339,11 +346,11 @@ impl ChildCache {
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> Vec<Arc<K>> {
-        K::store(self).state_filter(|o| {
-            o.meta().namespace.as_deref() == Some(namespace)
+        K::store(self).filter(|ns, have| {
+            ns == namespace
                 && labels
                     .iter()
-                    .all(|(k, v)| o.labels().get(k).is_some_and(|have| have == v))
+                    .all(|(k, v)| have.get(k).is_some_and(|h| h == v))
         })
     }
 
@@ -379,21 +386,21 @@ pub struct NotListed(pub &'static str);
 #[cfg(test)]
 pub fn from_objects(objects: &[serde_json::Value]) -> ChildCache {
     fn fill<K: Cached>(
-        writer: &mut reflector::store::Writer<K>,
+        writer: &mut compact::CompactWriter<K>,
         objects: &[serde_json::Value],
         kind: &str,
     ) {
-        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply(&watcher::Event::Init);
         for o in objects.iter().filter(|o| o["kind"] == kind) {
             let mut object: K = serde_json::from_value(o.clone()).expect("a stored object");
             object.strip();
-            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+            writer.apply(&watcher::Event::InitApply(object));
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+        writer.apply(&watcher::Event::InitDone);
     }
     macro_rules! filled {
         ($kind:literal) => {{
-            let (store, mut writer) = reflector::store();
+            let (store, mut writer) = compact::store();
             fill(&mut writer, objects, $kind);
             store
         }};
@@ -421,6 +428,7 @@ pub fn from_objects(objects: &[serde_json::Value]) -> ChildCache {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    use kube::ResourceExt;
 
     #[test]
     fn a_deployment_keeps_only_who_owns_its_replicas() {
