@@ -38,6 +38,8 @@ pub fn controller(
         watcher::Config::default(),
     )
     .default_backoff()
+    // Nothing reads a stack's managed fields or last-applied annotation.
+    .modify(|stack| crate::cache::strip_meta(&mut stack.metadata))
     .reflect(writer)
     .touched_objects()
     // A status write changes neither generation nor labels: no reconcile.
