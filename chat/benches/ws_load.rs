@@ -5,6 +5,7 @@
 //! cargo bench -p voicechat-chat --bench ws_load
 //! BENCH_CLIENTS=1000 BENCH_MESSAGES=5 cargo bench -p voicechat-chat --bench ws_load
 //! scripts/bench-chat.sh    (1,000 and 10,000 clients, file limit raised)
+//! BENCH_CHAT_BIN=/tmp/voicechat-chat-before cargo bench ...   (another build)
 //!
 //! Prints, for one client alone (BENCH_SOLO_MESSAGES, 200, one after
 //! another), answer latency p50/p99 (send → `done`); then, for all clients
@@ -165,7 +166,11 @@ async fn main() {
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let llm = LlmDouble::start(Script::tokens(&words)).await;
     let port = free_port();
-    let service = Command::new(env!("CARGO_BIN_EXE_voicechat-chat"))
+    // BENCH_CHAT_BIN runs another build (a copy kept from before a change)
+    // against the same load, for A/B runs in one session.
+    let binary = std::env::var("BENCH_CHAT_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_voicechat-chat").to_owned());
+    let service = Command::new(binary)
         .env("CHAT_BIND", "127.0.0.1")
         .env("CHAT_PORT", port.to_string())
         .env("REDIS_URL", redis.url())

@@ -115,10 +115,25 @@ async fn receive(
     let mut stream = tokio::time::timeout(idle, state.llm.stream_chat(prompt))
         .await
         .map_err(|_| LlmError::Timeout("request"))??;
+    // One timer for the whole answer, moved on only when it fires: a
+    // timeout per token re-armed the timer wheel for every token.
+    let mut last_token = tokio::time::Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     loop {
-        let next = tokio::time::timeout(idle, stream.next())
-            .await
-            .map_err(|_| LlmError::Timeout("stream"))?;
+        let next = tokio::select! {
+            biased;
+            next = stream.next() => next,
+            () = &mut idle_timer => {
+                let deadline = last_token + idle;
+                if deadline <= tokio::time::Instant::now() {
+                    return Err(LlmError::Timeout("stream"));
+                }
+                idle_timer.as_mut().reset(deadline);
+                continue;
+            }
+        };
+        last_token = tokio::time::Instant::now();
         let Some(token) = next.transpose()? else {
             return Ok(());
         };

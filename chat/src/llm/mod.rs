@@ -81,9 +81,10 @@ pub trait ChatModel: Send + Sync {
 
 /// The backend chosen by `LLM_BACKEND`.
 pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmError> {
+    // No read timeout here: the caller's idle deadline covers every read,
+    // and reqwest's would re-arm a timer for each streamed chunk.
     let http = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
-        .read_timeout(settings.idle_timeout)
         .build()
         .map_err(|e| LlmError::Unreachable(e.to_string()))?;
     Ok(match settings.backend {
@@ -119,6 +120,15 @@ async fn status_error(response: reqwest::Response) -> LlmError {
     LlmError::Status { status, message }
 }
 
+/// The request body both protocols share; typed, so it is written
+/// straight to bytes without an intermediate JSON tree.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [PromptMessage],
+    stream: bool,
+}
+
 /// Posts a streamed chat request (the body both protocols share) and,
 /// once the server has accepted it, returns the lines of its answer.
 async fn post_chat(
@@ -126,7 +136,11 @@ async fn post_chat(
     model: &str,
     messages: &[PromptMessage],
 ) -> Result<impl Stream<Item = Result<String, LlmError>> + Send + use<>, LlmError> {
-    let body = serde_json::json!({ "model": model, "messages": messages, "stream": true });
+    let body = ChatRequest {
+        model,
+        messages,
+        stream: true,
+    };
     let response = request.json(&body).send().await.map_err(request_error)?;
     if !response.status().is_success() {
         return Err(status_error(response).await);
