@@ -43,10 +43,13 @@ pub(crate) struct Answer {
 impl Answer {
     /// The assistant message to store, marked `interrupted` unless complete.
     pub fn message(&self) -> StoredMessage {
-        let mut message = StoredMessage::new(Role::Assistant, self.streamed.text.clone());
-        message.id = self.id.clone();
-        message.interrupted = !self.is_complete();
-        message
+        StoredMessage {
+            id: self.id.clone(),
+            role: Role::Assistant,
+            content: self.streamed.text.clone(),
+            timestamp: voicechat_common::health::now_rfc3339(),
+            interrupted: !self.is_complete(),
+        }
     }
 
     pub fn is_complete(&self) -> bool {
