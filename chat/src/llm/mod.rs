@@ -88,9 +88,16 @@ pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmEr
         .build()
         .map_err(|e| LlmError::Unreachable(e.to_string()))?;
     Ok(match settings.backend {
-        LlmBackend::Ollama => Box::new(ollama::OllamaChat::new(http, settings)),
-        LlmBackend::OpenAi => Box::new(openai::OpenAiChat::new(http, settings)),
+        LlmBackend::Ollama => Box::new(ollama::OllamaChat::new(http, settings)?),
+        LlmBackend::OpenAi => Box::new(openai::OpenAiChat::new(http, settings)?),
     })
+}
+
+/// `base` (checked when the configuration was read) with `path` appended.
+fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, LlmError> {
+    let joined = format!("{}{path}", base.trim_end_matches('/'));
+    reqwest::Url::parse(&joined)
+        .map_err(|e| LlmError::Unreachable(format!("the LLM URL is not usable: {e}")))
 }
 
 /// Maps a reqwest failure without its URL (it may carry credentials),

@@ -6,22 +6,25 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, post_chat, probe_get};
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OllamaChat {
     http: reqwest::Client,
     base_url: String,
+    /// Parsed once: parsing it per request was a visible part of a turn.
+    chat_url: reqwest::Url,
     model: String,
 }
 
 impl OllamaChat {
-    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Self {
-        Self {
+    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Result<Self, LlmError> {
+        Ok(Self {
             http,
+            chat_url: endpoint(&settings.base_url, "/api/chat")?,
             base_url: settings.base_url.clone(),
             model: settings.model.clone(),
-        }
+        })
     }
 }
 
@@ -58,7 +61,7 @@ impl ChatModel for OllamaChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let request = self.http.post(format!("{}/api/chat", self.base_url));
+            let request = self.http.post(self.chat_url.clone());
             let tokens = post_chat(request, &self.model, &messages)
                 .await?
                 .filter_map(|line| async move { line.and_then(|l| parse_line(&l)).transpose() });

@@ -6,26 +6,29 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, post_chat, probe_get};
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OpenAiChat {
     http: reqwest::Client,
     base_url: String,
+    /// Parsed once: parsing it per request was a visible part of a turn.
+    chat_url: reqwest::Url,
     model: String,
     api_key: Option<String>,
 }
 
 impl OpenAiChat {
-    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Self {
+    pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Result<Self, LlmError> {
         // Accept both `http://host:8000` and `http://host:8000/v1`.
         let base_url = settings.base_url.trim_end_matches("/v1").to_owned();
-        Self {
+        Ok(Self {
             http,
+            chat_url: endpoint(&base_url, "/v1/chat/completions")?,
             base_url,
             model: settings.model.clone(),
             api_key: settings.api_key.clone(),
-        }
+        })
     }
 
     fn request(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -100,8 +103,7 @@ impl ChatModel for OpenAiChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let url = format!("{}/v1/chat/completions", self.base_url);
-            let request = self.request(self.http.post(url));
+            let request = self.request(self.http.post(self.chat_url.clone()));
             let tokens = post_chat(request, &self.model, &messages)
                 .await?
                 .map(|line| line.and_then(|l| parse_line(&l)))
