@@ -103,16 +103,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies_or_stalls() {
     // made while nobody led ---
     let killed_at = Instant::now();
     leader.kill();
-    cluster.kubectl(&[
-        "patch",
-        "vcs",
-        "demo",
-        "-n",
-        STACKS_NAMESPACE,
-        "--type=merge",
-        "-p",
-        r#"{"spec": {"chat": {"replicas": 2}}}"#,
-    ]);
+    set_chat_replicas(&cluster, 2);
     let d = deployments.clone();
     cluster
         .eventually(
@@ -152,16 +143,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies_or_stalls() {
     let mark = cluster.plane.audit().mark();
     leader.resume();
     // A change the resumed replica would apply if it still thought it led.
-    cluster.kubectl(&[
-        "patch",
-        "vcs",
-        "demo",
-        "-n",
-        STACKS_NAMESPACE,
-        "--type=merge",
-        "-p",
-        r#"{"spec": {"chat": {"replicas": 3}}}"#,
-    ]);
+    set_chat_replicas(&cluster, 3);
     cluster
         .eventually("replica-c applies the change", WAIT, || {
             let d = d.clone();
@@ -177,4 +159,19 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies_or_stalls() {
             .iter()
             .any(|w| w.resource == "deployments")
     );
+}
+
+/// Changes the demo stack's spec (its chat replicas), as a user would.
+fn set_chat_replicas(cluster: &Cluster, replicas: u32) {
+    let patch = format!(r#"{{"spec": {{"chat": {{"replicas": {replicas}}}}}}}"#);
+    cluster.kubectl(&[
+        "patch",
+        "vcs",
+        "demo",
+        "-n",
+        STACKS_NAMESPACE,
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
 }

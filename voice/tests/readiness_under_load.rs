@@ -55,14 +55,7 @@ async fn a_full_inference_queue_makes_the_pod_unready_until_it_drains() {
     }
     let body = unready.expect("/readyz never said 503 while the queue was full");
     assert!(body.contains("inference queue full"), "{body}");
-    let metrics = client()
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service.get_text("/metrics").await;
     let depth: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("voice_inference_queue_depth "))

@@ -142,14 +142,7 @@ async fn a_client_that_goes_away_stops_the_synthesis() {
         return;
     }
     let left = || async {
-        let metrics = client()
-            .get(service().url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = service().get_text("/metrics").await;
         metrics
             .lines()
             .find(|l| l.starts_with("voice_tts_streams_total{outcome=\"client_left\"}"))

@@ -349,14 +349,7 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
         waited >= idle && waited < idle + Duration::from_secs(5),
         "closed after {waited:?} (idle timeout {idle:?})"
     );
-    let metrics = client()
-        .get(service().url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service().get_text("/metrics").await;
     assert!(
         metrics.contains("voice_wyoming_closed_total{reason=\"idle\"}"),
         "{metrics}"

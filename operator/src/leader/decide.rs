@@ -86,50 +86,24 @@ mod tests {
     fn a_rivals_lease_is_taken_only_after_a_whole_duration_unchanged() {
         let t0 = Instant::now();
         let mut seen = None;
-        let held = lease(Some("b"), "7");
-        assert_eq!(decide(Some(&held), "a", &mut seen, t0, LEASE), Step::Follow);
-        assert_eq!(
+        // What replica "a" decides on seeing `lease` this many seconds in.
+        let mut at = |lease: &LeaseView, secs: u64| {
             decide(
-                Some(&held),
+                Some(lease),
                 "a",
                 &mut seen,
-                t0 + Duration::from_secs(14),
-                LEASE
-            ),
-            Step::Follow
-        );
+                t0 + Duration::from_secs(secs),
+                LEASE,
+            )
+        };
+        let held = lease(Some("b"), "7");
+        assert_eq!(at(&held, 0), Step::Follow);
+        assert_eq!(at(&held, 14), Step::Follow);
         // The holder renewed: the clock starts again.
         let renewed = lease(Some("b"), "8");
-        assert_eq!(
-            decide(
-                Some(&renewed),
-                "a",
-                &mut seen,
-                t0 + Duration::from_secs(14),
-                LEASE
-            ),
-            Step::Follow
-        );
-        assert_eq!(
-            decide(
-                Some(&renewed),
-                "a",
-                &mut seen,
-                t0 + Duration::from_secs(28),
-                LEASE
-            ),
-            Step::Follow
-        );
-        assert_eq!(
-            decide(
-                Some(&renewed),
-                "a",
-                &mut seen,
-                t0 + Duration::from_secs(29),
-                LEASE
-            ),
-            Step::TakeOver
-        );
+        assert_eq!(at(&renewed, 14), Step::Follow);
+        assert_eq!(at(&renewed, 28), Step::Follow);
+        assert_eq!(at(&renewed, 29), Step::TakeOver);
     }
 
     #[test]
