@@ -132,6 +132,17 @@ eval "$(./e2e/build-oci-tools.sh)"
 log "images (e2e/cluster/images.sh)"
 "$here/images.sh"
 
+# The kubelet evicts pods and taints the node (DiskPressure) when the disk
+# runs low, which the tests would only show as pods that never start: say
+# it here instead, in one line.
+MIN_FREE_GIB="${VOICECHAT_CLUSTER_MIN_FREE_GIB:-8}"
+mkdir -p "$CLUSTER_DIR"
+free_gib=$(($(df -Pk "$CLUSTER_DIR" | awk 'NR==2 {print $4}') / 1024 / 1024))
+if [ "$free_gib" -lt "$MIN_FREE_GIB" ]; then
+  echo "up.sh: only $free_gib GiB free on the disk of $CLUSTER_DIR; the cluster needs $MIN_FREE_GIB (VOICECHAT_CLUSTER_MIN_FREE_GIB). Free some (cargo build folders: target/) and run it again." >&2
+  exit 1
+fi
+
 if healthy; then
   "$here/addons.sh"
   start_mirror
