@@ -195,3 +195,45 @@ async fn openai_compatible_backend_streams_sse() {
     let error = ws.until("error").await.pop().unwrap();
     assert_eq!(error["code"], "llm_stream_error");
 }
+
+#[tokio::test]
+async fn the_idle_timeout_ends_a_silent_answer_but_not_a_long_one() {
+    require_redis!("the_idle_timeout_ends_a_silent_answer_but_not_a_long_one");
+    let idle = Duration::from_millis(300);
+    // Six tokens 150 ms apart: the answer lasts 2.5 idle periods, but no
+    // gap reaches one.
+    let steady = ["a ", "b ", "c ", "d ", "e ", "f "];
+    let (redis, llm, server) =
+        start_stack_with(Script::slow(&steady, Duration::from_millis(150)), |cfg| {
+            cfg.llm.idle_timeout = idle
+        })
+        .await;
+    let mut ws = server.connect_as("alice").await;
+    let (session_id, _) = ws.opening().await;
+    ws.say("a long answer").await;
+    let events = ws.until("done").await;
+    assert_eq!(events.last().unwrap()["content"], "a b c d e f ");
+
+    // One token, then two seconds of silence: cut at the idle timeout.
+    llm.set(Script::slow(&["so far ", "never"], Duration::from_secs(2)));
+    let asked = std::time::Instant::now();
+    ws.say("a stalled answer").await;
+    let events = ws.until("error").await;
+    let waited = asked.elapsed();
+    assert_eq!(streamed_text(&events), "so far ");
+    let error = events.last().unwrap();
+    assert_eq!(error["code"], "llm_timeout", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("stream"),
+        "{error}"
+    );
+    assert!(
+        waited >= idle && waited < Duration::from_millis(1500),
+        "ended after {waited:?} (idle timeout {idle:?})"
+    );
+    let stored = stored_history(&redis, &session_id).await;
+    assert!(
+        stored.last().unwrap().contains("\"interrupted\":true"),
+        "{stored:?}"
+    );
+}

@@ -29,6 +29,18 @@ source "$here/lib.sh"
 cd "$here/../.."
 [ "$(id -u)" = 0 ] || { echo "up.sh needs root (containerd, kubelet, iptables)" >&2; exit 1; }
 
+# The kubelet evicts pods and taints the node (DiskPressure) when the disk
+# runs low, which the tests would only show as pods that never start: say
+# it here instead, in one line, before anything is built or started.
+MIN_FREE_GIB="${VOICECHAT_CLUSTER_MIN_FREE_GIB:-8}"
+disk="$CLUSTER_DIR"
+while [ ! -e "$disk" ]; do disk="$(dirname "$disk")"; done
+free_gib=$(($(df -Pk "$disk" | awk 'NR==2 {print $4}') / 1024 / 1024))
+if [ "$free_gib" -lt "$MIN_FREE_GIB" ]; then
+  echo "up.sh: only $free_gib GiB free on the disk of $CLUSTER_DIR; the cluster needs $MIN_FREE_GIB (VOICECHAT_CLUSTER_MIN_FREE_GIB). Free some (cargo build folders: target/) and run it again." >&2
+  exit 1
+fi
+
 print_env() {
   echo "export VOICECHAT_MODEL_MIRROR='http://$NODE_IP:$MIRROR_PORT'"
   echo "export VOICECHAT_MODEL_REGISTRY='$NODE_IP:$REGISTRY_PORT'"
@@ -131,17 +143,6 @@ eval "$k8s_env"
 eval "$(./e2e/build-oci-tools.sh)"
 log "images (e2e/cluster/images.sh)"
 "$here/images.sh"
-
-# The kubelet evicts pods and taints the node (DiskPressure) when the disk
-# runs low, which the tests would only show as pods that never start: say
-# it here instead, in one line.
-MIN_FREE_GIB="${VOICECHAT_CLUSTER_MIN_FREE_GIB:-8}"
-mkdir -p "$CLUSTER_DIR"
-free_gib=$(($(df -Pk "$CLUSTER_DIR" | awk 'NR==2 {print $4}') / 1024 / 1024))
-if [ "$free_gib" -lt "$MIN_FREE_GIB" ]; then
-  echo "up.sh: only $free_gib GiB free on the disk of $CLUSTER_DIR; the cluster needs $MIN_FREE_GIB (VOICECHAT_CLUSTER_MIN_FREE_GIB). Free some (cargo build folders: target/) and run it again." >&2
-  exit 1
-fi
 
 if healthy; then
   "$here/addons.sh"

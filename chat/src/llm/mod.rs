@@ -93,10 +93,10 @@ pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmEr
     })
 }
 
-/// `base` (checked when the configuration was read) with `path` appended.
+/// `base` with `path` appended; the configuration checked `base` and took
+/// off its trailing `/` (`voicechat_common::config::http_url`).
 fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, LlmError> {
-    let joined = format!("{}{path}", base.trim_end_matches('/'));
-    reqwest::Url::parse(&joined)
+    reqwest::Url::parse(&format!("{base}{path}"))
         .map_err(|e| LlmError::Unreachable(format!("the LLM URL is not usable: {e}")))
 }
 
@@ -162,5 +162,25 @@ async fn probe_get(request: reqwest::RequestBuilder) -> Result<(), LlmError> {
         Ok(())
     } else {
         Err(status_error(response).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_keep_the_base_urls_path() {
+        assert_eq!(
+            endpoint("http://llm:11434", "/api/chat").unwrap().as_str(),
+            "http://llm:11434/api/chat"
+        );
+        assert_eq!(
+            endpoint("https://gw.example/llm", "/v1/chat/completions")
+                .unwrap()
+                .as_str(),
+            "https://gw.example/llm/v1/chat/completions"
+        );
+        assert!(endpoint("not a url", "/api/chat").is_err());
     }
 }

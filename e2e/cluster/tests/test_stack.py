@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import mirror, whisper_source
+from conftest import REPO, mirror, whisper_source
 from clients import (ChatSocket, http_get, http_json, openai_client, realtime_spoken_turn, speak, transcribe,
                      wyoming_round_trip)
 from kube import (
@@ -737,6 +737,20 @@ spec:
         assert "running" in status["state"] and status["restartCount"] == 0, status
     finally:
         kubectl("-n", STACK_NAMESPACE, "delete", "vcs", name, "--wait=false", check=False)
+
+
+def test_up_refuses_a_short_disk_in_one_line_and_leaves_the_cluster_alone(stack):
+    """`up.sh` with more free disk asked for than there is: it says so in
+    one line and exits before building or touching anything."""
+    done = subprocess.run([str(REPO / "e2e/cluster/up.sh")], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "VOICECHAT_CLUSTER_MIN_FREE_GIB": "1000000"}, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done
+    assert done.stdout == "", done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GiB free" in lines[0] and "VOICECHAT_CLUSTER_MIN_FREE_GIB" in lines[0], lines
+    node_ready = kubectl("get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type=='Ready')].status}")
+    assert node_ready == "True", "the node is no longer Ready"
+    assert is_ready(ready_pod("chat")), "the stack lost its chat pod"
 
 
 def test_no_log_holds_a_secret_or_a_token_and_no_request_was_forbidden(stack, jwt_secret, token):
