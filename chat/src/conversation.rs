@@ -8,6 +8,7 @@ mod answer;
 mod tests;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -58,9 +59,18 @@ pub struct Conversation {
     pub existed: bool,
     /// The context sent to the LLM; kept here so a Redis outage does not
     /// make the model forget the conversation.
-    recent: VecDeque<StoredMessage>,
+    recent: VecDeque<Remembered>,
     /// Whether the client was told that history is not being saved.
     warned_unsaved: bool,
+}
+
+/// A message kept as context. Its text is shared with every prompt built
+/// from it: copying the context into each prompt was a tenth of the
+/// allocations of a chat turn.
+struct Remembered {
+    id: String,
+    role: Role,
+    content: Arc<str>,
 }
 
 /// What `open` found, for the client's first messages.
@@ -129,7 +139,11 @@ impl Conversation {
     }
 
     fn remember(&mut self, message: StoredMessage, state: &AppState) {
-        self.recent.push_back(message);
+        self.recent.push_back(Remembered {
+            content: Arc::from(message.content),
+            id: message.id,
+            role: message.role,
+        });
         while self.recent.len() > state.config.llm.context_messages {
             self.recent.pop_front();
         }
@@ -210,7 +224,7 @@ impl Conversation {
     /// the context too; returns whether the store took it.
     pub async fn replace(&mut self, state: &AppState, message: StoredMessage) -> bool {
         if let Some(kept) = self.recent.iter_mut().find(|m| m.id == message.id) {
-            *kept = message.clone();
+            kept.content = Arc::from(message.content.as_str());
         }
         match state.history.replace(&self.session_id, &message).await {
             Ok(found) => found,
@@ -346,12 +360,11 @@ impl Conversation {
     /// the service's system prompt when given.
     pub fn prompt_with(&self, state: &AppState, instructions: Option<&str>) -> Vec<PromptMessage> {
         let system = instructions
-            .map(str::to_owned)
-            .or_else(|| state.config.llm.system_prompt.clone())
+            .or(state.config.llm.system_prompt.as_deref())
             .into_iter()
             .map(|p| PromptMessage {
                 role: Role::System,
-                content: p,
+                content: Arc::from(p),
             });
         let past = self
             .recent
@@ -359,7 +372,7 @@ impl Conversation {
             .filter(|m| !m.content.is_empty())
             .map(|m| PromptMessage {
                 role: m.role,
-                content: m.content.clone(),
+                content: Arc::clone(&m.content),
             });
         system.chain(past).collect()
     }

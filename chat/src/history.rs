@@ -13,6 +13,7 @@
 pub mod memory;
 mod store;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -93,16 +94,70 @@ impl From<redis::RedisError> for HistoryError {
     }
 }
 
+const HISTORY_PREFIX: &str = "chat_history:";
+const SESSION_PREFIX: &str = "chat_session:";
+const USER_SESSIONS_PREFIX: &str = "chat_user_sessions:";
+
 pub fn history_key(session_id: &str) -> String {
-    format!("chat_history:{session_id}")
+    format!("{HISTORY_PREFIX}{session_id}")
 }
 
 fn session_key(session_id: &str) -> String {
-    format!("chat_session:{session_id}")
+    format!("{SESSION_PREFIX}{session_id}")
 }
 
 fn user_sessions_key(user_id: &str) -> String {
-    format!("chat_user_sessions:{user_id}")
+    format!("{USER_SESSIONS_PREFIX}{user_id}")
+}
+
+/// A key or value written into the command as it is sent, in parts, with
+/// no `String` of its own: prefix + id, or a message's JSON.
+enum Arg<'a> {
+    Key(&'static str, &'a str),
+    Json(&'a StoredMessage),
+}
+
+impl redis::ToRedisArgs for Arg<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writes into the command's own buffer, which cannot fail; a
+        // message (strings, booleans) always encodes.
+        let _ = match self {
+            Self::Key(prefix, id) => arg
+                .write_all(prefix.as_bytes())
+                .and_then(|()| arg.write_all(id.as_bytes())),
+            Self::Json(message) => {
+                serde_json::to_writer(&mut arg, message).map_err(std::io::Error::other)
+            }
+        };
+    }
+}
+
+/// `EVALSHA` of `script` with `keys` keys; keys and arguments follow. The
+/// command is written straight into one buffer: `ScriptInvocation` copied
+/// each key and argument into a `Vec` of its own, then into the command
+/// (a fifth of the allocations of a chat turn).
+fn evalsha(script: &redis::Script, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Runs `cmd` (from [`evalsha`]), loading `script` and trying once more
+/// when Redis does not have it (a restart, a new Redis), as
+/// `ScriptInvocation::invoke_async` does.
+async fn eval<T: redis::FromRedisValue>(
+    script: &redis::Script,
+    cmd: &redis::Cmd,
+    c: &mut ConnectionManager,
+) -> redis::RedisResult<T> {
+    match cmd.query_async(c).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(c).await?;
+            cmd.query_async(c).await
+        }
+        result => result,
+    }
 }
 
 /// Replaces the entry of the list whose JSON `id` is ARGV[1] by ARGV[2],
@@ -243,31 +298,23 @@ impl HistoryStore for RedisHistory {
         message: &'a StoredMessage,
     ) -> BoxFuture<'a, Result<(), HistoryError>> {
         Box::pin(async move {
-            let json = serde_json::to_string(message)
-                .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
-            let list = history_key(session_id);
-            let session = session_key(session_id);
-            let sessions = user_sessions_key(user_id);
             let ttl = self.ttl_secs();
             let keep = isize::try_from(self.settings.max_messages).unwrap_or(isize::MAX);
             let now = unix_now();
-            self.run(|mut c| async move {
-                APPEND_SCRIPT
-                    .key(list)
-                    .key(session)
-                    .key(sessions)
-                    .arg(json)
-                    .arg(-keep)
-                    .arg(ttl)
-                    .arg(now)
-                    .arg(session_id)
-                    // Sessions whose history has expired drop out of the listing.
-                    .arg(now - ttl)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .map(drop)
+            let mut cmd = evalsha(&APPEND_SCRIPT, 3);
+            cmd.arg(Arg::Key(HISTORY_PREFIX, session_id))
+                .arg(Arg::Key(SESSION_PREFIX, session_id))
+                .arg(Arg::Key(USER_SESSIONS_PREFIX, user_id))
+                .arg(Arg::Json(message))
+                .arg(-keep)
+                .arg(ttl)
+                .arg(now)
+                .arg(session_id)
+                // Sessions whose history has expired drop out of the listing.
+                .arg(now - ttl);
+            self.run(|mut c| async move { eval::<i64>(&APPEND_SCRIPT, &cmd, &mut c).await })
+                .await
+                .map(drop)
         })
     }
 
@@ -277,21 +324,14 @@ impl HistoryStore for RedisHistory {
         message: &'a StoredMessage,
     ) -> BoxFuture<'a, Result<bool, HistoryError>> {
         Box::pin(async move {
-            let json = serde_json::to_string(message)
-                .map_err(|e| HistoryError::Unavailable(format!("cannot encode message: {e}")))?;
-            let key = history_key(session_id);
-            let id = message.id.clone();
+            let mut cmd = evalsha(&REPLACE_SCRIPT, 1);
+            cmd.arg(Arg::Key(HISTORY_PREFIX, session_id))
+                .arg(&message.id)
+                .arg(Arg::Json(message));
             // Found and set in one step: appends from another socket of the
             // session cannot move the entry between the two.
             let replaced: i64 = self
-                .run(|mut c| async move {
-                    REPLACE_SCRIPT
-                        .key(key)
-                        .arg(id)
-                        .arg(json)
-                        .invoke_async(&mut c)
-                        .await
-                })
+                .run(|mut c| async move { eval(&REPLACE_SCRIPT, &cmd, &mut c).await })
                 .await?;
             Ok(replaced == 1)
         })

@@ -1,6 +1,8 @@
 //! The JSON messages of the chat protocol, shared by the WebSocket and the
 //! server-sent-events endpoint (where `type` becomes the SSE event name).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::history::{SessionSummary, StoredMessage};
@@ -48,7 +50,8 @@ pub enum ServerEvent {
     },
     /// One streamed piece of the answer.
     Token {
-        message_id: String,
+        /// Shared by the answer's tokens: one id, not a copy per token.
+        message_id: Arc<str>,
         content: String,
     },
     /// The answer is complete.

@@ -84,18 +84,19 @@ async fn write_loop(
     mut events: mpsc::Receiver<ServerEvent>,
     mut control: mpsc::Receiver<Control>,
 ) {
+    let mut batch = Vec::with_capacity(EVENTS_PER_WRITE);
     loop {
         let message = tokio::select! {
             biased;
             Some(event) = events.recv() => {
-                let mut batch = vec![encode(&event)];
+                batch.push(encode(&event));
                 // Lets a producer that is running now add what it has.
                 tokio::task::yield_now().await;
                 while batch.len() < EVENTS_PER_WRITE {
                     let Ok(event) = events.try_recv() else { break };
                     batch.push(encode(&event));
                 }
-                for message in batch.into_iter().flatten() {
+                for message in batch.drain(..).flatten() {
                     if sink.feed(message).await.is_err() {
                         return;
                     }
@@ -129,7 +130,13 @@ async fn write_loop(
 
 fn encode(event: &ServerEvent) -> Option<Message> {
     match serde_json::to_string(event) {
-        Ok(json) => Some(Message::Text(json.into())),
+        Ok(mut json) => {
+            // A buffer as long as its text becomes the frame's `Bytes`
+            // as is; a longer one costs another allocation (a shared
+            // header) per event. Shrinking in place is nearly free.
+            json.shrink_to_fit();
+            Some(Message::Text(json.into()))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot encode event");
             None

@@ -2,6 +2,7 @@
 //! idle and total deadlines, and cancellation. What streamed is kept
 //! however the answer ends, so a cut-short answer can be stored.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -104,6 +105,7 @@ async fn receive(
     started: Instant,
     streamed: &mut Streamed,
 ) -> Result<(), LlmError> {
+    let token_id: Arc<str> = Arc::from(answer_id);
     let idle = state.config.llm.idle_timeout;
     // Held until the answer ends; the wait counts against the answer's
     // total timeout and ends on cancel like the rest of the turn.
@@ -149,7 +151,7 @@ async fn receive(
         state.metrics.llm_tokens.inc();
         streamed.text.push_str(&token);
         let event = ServerEvent::Token {
-            message_id: answer_id.to_owned(),
+            message_id: Arc::clone(&token_id),
             content: token,
         };
         if out.send(event).await.is_err() {

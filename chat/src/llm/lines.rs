@@ -1,10 +1,12 @@
 //! Splits a streamed HTTP body into lines (NDJSON and SSE are both
 //! line-based), bounding the length of a line so a broken server cannot
-//! grow the buffer without limit.
+//! grow the buffer without limit, and turns each line into a token with
+//! the backend's parser.
 //!
-//! A plain `Stream` over one buffer: lines are copied out and the buffer
-//! advanced in place, so a token costs no state moves (as `unfold` made)
-//! and no shared-buffer handles (as `split_to` made).
+//! A plain `Stream` over one buffer: each line is parsed where it lies and
+//! the buffer advanced in place, so a token costs no state moves (as
+//! `unfold` made), no shared-buffer handles (as `split_to` made) and no
+//! copy of the line (a `String` per line was a visible part of a token).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -16,25 +18,71 @@ use super::LlmError;
 
 const MAX_LINE_BYTES: usize = 1024 * 1024;
 
-/// Lines of the body, without their `\n` / `\r\n`.
-pub fn lines<S>(body: S) -> Lines<S>
+/// What one line of the body says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Token(String),
+    /// Nothing to show: a blank line, a comment, an empty or final chunk.
+    Skip,
+    /// The answer is complete (OpenAI's `data: [DONE]`).
+    End,
+}
+
+/// A backend's reading of one line (without its `\n` / `\r\n`).
+pub type ParseLine = fn(&str) -> Result<Line, LlmError>;
+
+/// The tokens of the body, line by line; ends after the body ends, after
+/// [`Line::End`] or after the first error.
+pub fn tokens<S>(body: S, parse: ParseLine) -> Tokens<S>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin,
 {
-    Lines {
+    Tokens {
         body,
+        parse,
         buf: BytesMut::new(),
+        body_ended: false,
         finished: false,
     }
 }
 
-pub struct Lines<S> {
+pub struct Tokens<S> {
     body: S,
+    parse: ParseLine,
     buf: BytesMut,
+    body_ended: bool,
+    /// Nothing more is read or returned.
     finished: bool,
 }
 
-impl<S> Stream for Lines<S>
+impl<S> Tokens<S> {
+    /// The next line in the buffer, parsed, if a whole one is there.
+    fn next_line(&mut self) -> Option<Result<Line, LlmError>> {
+        let (line, consumed) = match self.buf.iter().position(|b| *b == b'\n') {
+            Some(pos) => (&self.buf[..pos], pos + 1),
+            None if self.body_ended && !self.buf.is_empty() => (&self.buf[..], self.buf.len()),
+            None => return None,
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let parsed = match std::str::from_utf8(line) {
+            Ok(line) => (self.parse)(line),
+            Err(_) => Err(LlmError::Protocol("line is not UTF-8".into())),
+        };
+        self.buf.advance(consumed);
+        Some(parsed)
+    }
+
+    fn finish(
+        &mut self,
+        last: Option<Result<String, LlmError>>,
+    ) -> Poll<Option<Result<String, LlmError>>> {
+        self.finished = true;
+        self.buf.clear();
+        Poll::Ready(last)
+    }
+}
+
+impl<S> Stream for Tokens<S>
 where
     S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
@@ -43,49 +91,38 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if let Some(pos) = this.buf.iter().position(|b| *b == b'\n') {
-                let line = decode(&this.buf[..pos]);
-                this.buf.advance(pos + 1);
-                return Poll::Ready(Some(line));
-            }
             if this.finished {
-                if this.buf.is_empty() {
-                    return Poll::Ready(None);
-                }
-                let rest = decode(&this.buf);
-                this.buf.clear();
-                return Poll::Ready(Some(rest));
+                return Poll::Ready(None);
+            }
+            match this.next_line() {
+                Some(Ok(Line::Token(token))) => return Poll::Ready(Some(Ok(token))),
+                Some(Ok(Line::Skip)) => continue,
+                Some(Ok(Line::End)) => return this.finish(None),
+                Some(Err(e)) => return this.finish(Some(Err(e))),
+                None if this.body_ended => return this.finish(None),
+                None => {}
             }
             match ready!(Pin::new(&mut this.body).poll_next(cx)) {
                 Some(Ok(chunk)) => {
                     this.buf.extend_from_slice(&chunk);
                     if this.buf.len() > MAX_LINE_BYTES {
-                        this.finished = true;
-                        this.buf.clear();
-                        return Poll::Ready(Some(Err(LlmError::Protocol(
+                        return this.finish(Some(Err(LlmError::Protocol(
                             "line longer than 1 MiB".into(),
                         ))));
                     }
                 }
                 Some(Err(e)) => {
-                    this.finished = true;
-                    this.buf.clear();
                     let err = if e.is_timeout() {
                         LlmError::Timeout("stream")
                     } else {
                         LlmError::Transport(e.without_url().to_string())
                     };
-                    return Poll::Ready(Some(Err(err)));
+                    return this.finish(Some(Err(err)));
                 }
-                None => this.finished = true,
+                None => this.body_ended = true,
             }
         }
     }
-}
-
-fn decode(line: &[u8]) -> Result<String, LlmError> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    String::from_utf8(line.to_vec()).map_err(|_| LlmError::Protocol("line is not UTF-8".into()))
 }
 
 #[cfg(test)]
@@ -93,17 +130,57 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
+    /// Each line is a token, except: blank (skipped), `END`, `bad`.
+    fn parse(line: &str) -> Result<Line, LlmError> {
+        match line {
+            "" => Ok(Line::Skip),
+            "END" => Ok(Line::End),
+            "bad" => Err(LlmError::Protocol("bad line".into())),
+            token => Ok(Line::Token(token.into())),
+        }
+    }
+
+    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + Unpin {
+        futures_util::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn all(chunks: &[&'static [u8]]) -> Vec<Result<String, LlmError>> {
+        tokens(body(chunks), parse).collect().await
+    }
+
     #[tokio::test]
-    async fn splits_across_chunks_and_keeps_the_tail() {
-        let chunks: Vec<reqwest::Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"ab")),
-            Ok(Bytes::from_static(b"c\r\nde\n\nf")),
-        ];
-        let got: Vec<String> = lines(futures_util::stream::iter(chunks))
-            .map(|l| l.unwrap())
-            .collect()
-            .await;
-        assert_eq!(got, ["abc", "de", "", "f"]);
+    async fn splits_across_chunks_skips_and_keeps_the_tail() {
+        let got: Vec<String> = all(&[b"ab", b"c\r\nde\n\nf"])
+            .await
+            .into_iter()
+            .map(|t| t.unwrap())
+            .collect();
+        assert_eq!(got, ["abc", "de", "f"]);
+    }
+
+    #[tokio::test]
+    async fn ends_at_the_end_line_and_after_the_first_error() {
+        let got: Vec<String> = all(&[b"a\nEND\nb\n"])
+            .await
+            .into_iter()
+            .map(|t| t.unwrap())
+            .collect();
+        assert_eq!(got, ["a"]);
+        let got = all(&[b"a\nbad\nb\n"]).await;
+        assert_eq!(got.len(), 2, "a token, the error, then the end");
+        assert!(matches!(&got[1], Err(LlmError::Protocol(m)) if m == "bad line"));
+    }
+
+    #[tokio::test]
+    async fn refuses_a_line_that_is_not_utf8() {
+        let got = all(&[b"a\n\xff\xfe\nb\n"]).await;
+        assert_eq!(got.len(), 2);
+        assert!(matches!(&got[1], Err(LlmError::Protocol(m)) if m.contains("UTF-8")));
     }
 
     #[tokio::test]
@@ -113,8 +190,9 @@ mod tests {
             Ok(Bytes::from_static(b"yy")),
             Ok(Bytes::from_static(b"\nnext\n")),
         ];
-        let got: Vec<Result<String, LlmError>> =
-            lines(futures_util::stream::iter(chunks)).collect().await;
+        let got: Vec<Result<String, LlmError>> = tokens(futures_util::stream::iter(chunks), parse)
+            .collect()
+            .await;
         assert_eq!(got.len(), 1, "one error, then the end");
         assert!(matches!(&got[0], Err(LlmError::Protocol(m)) if m.contains("1 MiB")));
     }

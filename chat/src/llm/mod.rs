@@ -9,6 +9,7 @@ pub mod openai;
 pub mod scripted;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
@@ -28,7 +29,8 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize)]
 pub struct PromptMessage {
     pub role: Role,
-    pub content: String,
+    /// Shared with the conversation's context, not copied per prompt.
+    pub content: Arc<str>,
 }
 
 /// Answer tokens as they arrive.
@@ -142,7 +144,8 @@ async fn post_chat(
     request: reqwest::RequestBuilder,
     model: &str,
     messages: &[PromptMessage],
-) -> Result<impl Stream<Item = Result<String, LlmError>> + Send + use<>, LlmError> {
+    parse: lines::ParseLine,
+) -> Result<TokenStream, LlmError> {
     let body = ChatRequest {
         model,
         messages,
@@ -152,7 +155,7 @@ async fn post_chat(
     if !response.status().is_success() {
         return Err(status_error(response).await);
     }
-    Ok(lines::lines(response.bytes_stream()))
+    Ok(Box::pin(lines::tokens(response.bytes_stream(), parse)))
 }
 
 /// Sends a cheap GET and reports whether the server answered 2xx.

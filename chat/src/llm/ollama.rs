@@ -2,10 +2,11 @@
 //! `{"message":{"content":"..."},"done":false}`, then `{"done":true,...}`.
 //! An `{"error":"..."}` line can arrive mid-stream after a 200 status.
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
+use super::lines::Line;
 use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
 use crate::config::LlmSettings;
 
@@ -43,16 +44,19 @@ struct ChunkMessage {
 }
 
 /// One NDJSON line → a token, nothing (blank line, empty or final chunk), or an error.
-pub(crate) fn parse_line(line: &str) -> Result<Option<String>, LlmError> {
+pub(crate) fn parse_line(line: &str) -> Result<Line, LlmError> {
     if line.trim().is_empty() {
-        return Ok(None);
+        return Ok(Line::Skip);
     }
     let chunk: Chunk = serde_json::from_str(line)
         .map_err(|e| LlmError::Protocol(format!("bad NDJSON line: {e}")))?;
     if let Some(error) = chunk.error {
         return Err(LlmError::Stream(error));
     }
-    Ok(chunk.message.map(|m| m.content).filter(|c| !c.is_empty()))
+    Ok(match chunk.message {
+        Some(m) if !m.content.is_empty() => Line::Token(m.content),
+        _ => Line::Skip,
+    })
 }
 
 impl ChatModel for OllamaChat {
@@ -62,10 +66,7 @@ impl ChatModel for OllamaChat {
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
             let request = self.http.post(self.chat_url.clone());
-            let tokens = post_chat(request, &self.model, &messages)
-                .await?
-                .filter_map(|line| async move { line.and_then(|l| parse_line(&l)).transpose() });
-            Ok(Box::pin(tokens) as TokenStream)
+            post_chat(request, &self.model, &messages, parse_line).await
         }
         .boxed()
     }
@@ -88,11 +89,11 @@ mod tests {
         let t = parse_line(
             r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#,
         );
-        assert_eq!(t.unwrap().as_deref(), Some("Hi"));
+        assert_eq!(t.unwrap(), Line::Token("Hi".into()));
         let done = parse_line(
             r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"eval_count":3}"#,
         );
-        assert_eq!(done.unwrap(), None);
+        assert_eq!(done.unwrap(), Line::Skip);
         assert!(
             matches!(parse_line(r#"{"error":"model runner crashed"}"#), Err(LlmError::Stream(m)) if m == "model runner crashed")
         );

@@ -2,10 +2,11 @@
 //! server-sent events `data: {"choices":[{"delta":{"content":"..."}}]}`,
 //! ended by `data: [DONE]`.
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
+use super::lines::Line;
 use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
 use crate::config::LlmSettings;
 
@@ -39,13 +40,6 @@ impl OpenAiChat {
     }
 }
 
-#[derive(Debug, PartialEq)]
-pub(crate) enum SseItem {
-    Token(String),
-    Skip,
-    Done,
-}
-
 #[derive(Deserialize)]
 struct Chunk {
     #[serde(default)]
@@ -68,13 +62,13 @@ struct Delta {
 
 /// One SSE line. OpenAI-style servers put each event in one `data:` line,
 /// so events need no multi-line reassembly; comments and other fields are skipped.
-pub(crate) fn parse_line(line: &str) -> Result<SseItem, LlmError> {
+pub(crate) fn parse_line(line: &str) -> Result<Line, LlmError> {
     let Some(data) = line.strip_prefix("data:") else {
-        return Ok(SseItem::Skip);
+        return Ok(Line::Skip);
     };
     let data = data.trim_start();
     if data == "[DONE]" {
-        return Ok(SseItem::Done);
+        return Ok(Line::End);
     }
     let chunk: Chunk =
         serde_json::from_str(data).map_err(|e| LlmError::Protocol(format!("bad SSE data: {e}")))?;
@@ -91,9 +85,9 @@ pub(crate) fn parse_line(line: &str) -> Result<SseItem, LlmError> {
         .filter_map(|c| c.delta.and_then(|d| d.content))
         .collect::<String>();
     Ok(if content.is_empty() {
-        SseItem::Skip
+        Line::Skip
     } else {
-        SseItem::Token(content)
+        Line::Token(content)
     })
 }
 
@@ -104,18 +98,7 @@ impl ChatModel for OpenAiChat {
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
             let request = self.request(self.http.post(self.chat_url.clone()));
-            let tokens = post_chat(request, &self.model, &messages)
-                .await?
-                .map(|line| line.and_then(|l| parse_line(&l)))
-                .take_while(|item| std::future::ready(!matches!(item, Ok(SseItem::Done))))
-                .filter_map(|item| async move {
-                    match item {
-                        Ok(SseItem::Token(t)) => Some(Ok(t)),
-                        Ok(SseItem::Skip | SseItem::Done) => None,
-                        Err(e) => Some(Err(e)),
-                    }
-                });
-            Ok(Box::pin(tokens) as TokenStream)
+            post_chat(request, &self.model, &messages, parse_line).await
         }
         .boxed()
     }
@@ -138,15 +121,15 @@ mod tests {
         assert_eq!(
             parse_line(r#"data: {"choices":[{"delta":{"content":"Hel"},"finish_reason":null}]}"#)
                 .unwrap(),
-            SseItem::Token("Hel".into())
+            Line::Token("Hel".into())
         );
         assert_eq!(
             parse_line(r#"data: {"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap(),
-            SseItem::Skip
+            Line::Skip
         );
-        assert_eq!(parse_line("data: [DONE]").unwrap(), SseItem::Done);
-        assert_eq!(parse_line(": keep-alive").unwrap(), SseItem::Skip);
-        assert_eq!(parse_line("").unwrap(), SseItem::Skip);
+        assert_eq!(parse_line("data: [DONE]").unwrap(), Line::End);
+        assert_eq!(parse_line(": keep-alive").unwrap(), Line::Skip);
+        assert_eq!(parse_line("").unwrap(), Line::Skip);
         assert!(
             matches!(parse_line(r#"data: {"error":{"message":"overloaded"}}"#), Err(LlmError::Stream(m)) if m == "overloaded")
         );

@@ -175,10 +175,7 @@ fn final_error(events: &[ServerEvent]) -> (String, Option<String>) {
 }
 
 fn prompt_text(prompt: &[PromptMessage]) -> Vec<(Role, &str)> {
-    prompt
-        .iter()
-        .map(|m| (m.role, m.content.as_str()))
-        .collect()
+    prompt.iter().map(|m| (m.role, &*m.content)).collect()
 }
 
 fn user(text: &str) -> (Role, String, bool) {
