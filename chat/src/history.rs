@@ -122,7 +122,7 @@ impl redis::ToRedisArgs for Arg<'_> {
         let mut arg = out.writer_for_next_arg();
         // Writes into the command's own buffer, which cannot fail; a
         // message (strings, booleans) always encodes.
-        let _ = match self {
+        let written = match self {
             Self::Key(prefix, id) => arg
                 .write_all(prefix.as_bytes())
                 .and_then(|()| arg.write_all(id.as_bytes())),
@@ -130,6 +130,7 @@ impl redis::ToRedisArgs for Arg<'_> {
                 serde_json::to_writer(&mut arg, message).map_err(std::io::Error::other)
             }
         };
+        debug_assert!(written.is_ok(), "{written:?}");
     }
 }
 

@@ -38,15 +38,24 @@ async fn appends_and_replaces_write_the_messages_json_and_survive_a_script_flush
         store.claim("s1", "alice").await.unwrap(),
         Claim::Created
     ));
-    let tricky = StoredMessage::new(
-        Role::User,
-        "\"quotes\", back\\slash,\nnew line, ünïcode 🎙".into(),
-    );
+    let tricky = StoredMessage {
+        id: "m-1".into(),
+        role: Role::User,
+        content: "\"quotes\", back\\slash,\nnew line, ünïcode 🎙".into(),
+        timestamp: "2026-12-05T12:00:00Z".into(),
+        interrupted: false,
+    };
     store.append("s1", "alice", &tricky).await.unwrap();
     let stored: Vec<String> = r.lrange(history_key("s1"), 0, -1).await.unwrap();
-    assert_eq!(stored, [serde_json::to_string(&tricky).unwrap()]);
+    // The seed's format, byte for byte.
+    assert_eq!(
+        stored,
+        [
+            r#"{"id":"m-1","role":"user","content":"\"quotes\", back\\slash,\nnew line, ünïcode 🎙","timestamp":"2026-12-05T12:00:00Z"}"#
+        ]
+    );
 
-    // Redis forgets its scripts: the next append loads it again.
+    // Redis forgets its scripts: the next append loads it again, once.
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut r)
@@ -54,6 +63,9 @@ async fn appends_and_replaces_write_the_messages_json_and_survive_a_script_flush
         .unwrap();
     let answer = StoredMessage::new(Role::Assistant, "first".into());
     store.append("s1", "alice", &answer).await.unwrap();
+    let stored: Vec<String> = r.lrange(history_key("s1"), 0, -1).await.unwrap();
+    assert_eq!(stored.len(), 2, "one write, not none or two: {stored:?}");
+    assert_eq!(stored[1], serde_json::to_string(&answer).unwrap());
     let _: () = redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async(&mut r)

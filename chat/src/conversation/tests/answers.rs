@@ -93,6 +93,39 @@ async fn the_prompt_carries_the_conversation_up_to_the_context_limit() {
     );
 }
 
+/// An answer cut to what was heard (realtime) is what the store keeps
+/// and what the model is shown next.
+#[tokio::test]
+async fn a_replaced_answer_is_stored_and_is_the_next_prompts_context() {
+    let h = harness([
+        Reply::Tokens(vec!["Hello ", "there, ", "friend"]),
+        Reply::Tokens(vec!["ok"]),
+    ]);
+    let mut conversation = h.new_conversation().await;
+    h.turn(&mut conversation, "hi").await;
+    let session = conversation.session_id.clone();
+    let mut answer = h.history.messages(&session, 10).await.expect("messages")[1].clone();
+    assert_eq!(answer.content, "Hello there, friend");
+    answer.content = "Hello".into();
+    answer.interrupted = true;
+    assert!(conversation.replace(&h.state, answer).await);
+
+    h.turn(&mut conversation, "and?").await;
+    assert_eq!(
+        prompt_text(&h.llm.prompts()[1]),
+        [
+            (Role::System, "be brief"),
+            (Role::User, "hi"),
+            (Role::Assistant, "Hello"),
+            (Role::User, "and?")
+        ]
+    );
+    assert_eq!(
+        h.stored(&session).await[1],
+        (Role::Assistant, "Hello".to_owned(), true)
+    );
+}
+
 #[tokio::test]
 async fn a_refused_request_stores_no_answer_and_reports_its_code() {
     let h = harness([Reply::Refuse(LlmError::Unreachable(
