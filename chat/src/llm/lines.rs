@@ -31,12 +31,53 @@ pub enum Line {
 /// A backend's reading of one line (without its `\n` / `\r\n`).
 pub type ParseLine = fn(&str) -> Result<Line, LlmError>;
 
+/// What one read of a body gave.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Bytes were appended; more may follow.
+    Data,
+    /// The body is complete (anything it had last is appended already).
+    End,
+}
+
+/// Where a streamed answer's bytes come from: each read appends what has
+/// arrived to the caller's buffer, so a body that is read in the caller's
+/// task hands over every chunk of one socket read at once.
+pub trait Body: Unpin {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Result<Read, LlmError>>;
+}
+
+/// A reqwest response's body (HTTPS and proxied servers).
+pub struct ChunkStream<S>(pub S);
+
+impl<S> Body for ChunkStream<S>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Result<Read, LlmError>> {
+        Poll::Ready(match ready!(Pin::new(&mut self.0).poll_next(cx)) {
+            Some(Ok(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                Ok(Read::Data)
+            }
+            Some(Err(e)) if e.is_timeout() => Err(LlmError::Timeout("stream")),
+            Some(Err(e)) => Err(LlmError::Transport(e.without_url().to_string())),
+            None => Ok(Read::End),
+        })
+    }
+}
+
 /// The tokens of the body, line by line; ends after the body ends, after
 /// [`Line::End`] or after the first error.
-pub fn tokens<S>(body: S, parse: ParseLine) -> Tokens<S>
-where
-    S: Stream<Item = reqwest::Result<Bytes>> + Send + Unpin,
-{
+pub fn tokens<B: Body>(body: B, parse: ParseLine) -> Tokens<B> {
     Tokens {
         body,
         parse,
@@ -46,8 +87,8 @@ where
     }
 }
 
-pub struct Tokens<S> {
-    body: S,
+pub struct Tokens<B> {
+    body: B,
     parse: ParseLine,
     buf: BytesMut,
     body_ended: bool,
@@ -55,7 +96,7 @@ pub struct Tokens<S> {
     finished: bool,
 }
 
-impl<S> Tokens<S> {
+impl<B> Tokens<B> {
     /// The next line in the buffer, parsed, if a whole one is there.
     fn next_line(&mut self) -> Option<Result<Line, LlmError>> {
         let (line, consumed) = match self.buf.iter().position(|b| *b == b'\n') {
@@ -82,10 +123,7 @@ impl<S> Tokens<S> {
     }
 }
 
-impl<S> Stream for Tokens<S>
-where
-    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
-{
+impl<B: Body> Stream for Tokens<B> {
     type Item = Result<String, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -102,24 +140,16 @@ where
                 None if this.body_ended => return this.finish(None),
                 None => {}
             }
-            match ready!(Pin::new(&mut this.body).poll_next(cx)) {
-                Some(Ok(chunk)) => {
-                    this.buf.extend_from_slice(&chunk);
+            match ready!(this.body.poll_read(cx, &mut this.buf)) {
+                Ok(Read::Data) => {
                     if this.buf.len() > MAX_LINE_BYTES {
                         return this.finish(Some(Err(LlmError::Protocol(
                             "line longer than 1 MiB".into(),
                         ))));
                     }
                 }
-                Some(Err(e)) => {
-                    let err = if e.is_timeout() {
-                        LlmError::Timeout("stream")
-                    } else {
-                        LlmError::Transport(e.without_url().to_string())
-                    };
-                    return this.finish(Some(Err(err)));
-                }
-                None => this.body_ended = true,
+                Ok(Read::End) => this.body_ended = true,
+                Err(e) => return this.finish(Some(Err(e))),
             }
         }
     }
@@ -140,13 +170,13 @@ mod tests {
         }
     }
 
-    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = reqwest::Result<Bytes>> + Send + Unpin {
-        futures_util::stream::iter(
+    fn body(chunks: &[&'static [u8]]) -> impl Body {
+        ChunkStream(futures_util::stream::iter(
             chunks
                 .iter()
                 .map(|c| Ok(Bytes::from_static(c)))
                 .collect::<Vec<_>>(),
-        )
+        ))
     }
 
     async fn all(chunks: &[&'static [u8]]) -> Vec<Result<String, LlmError>> {
@@ -190,9 +220,10 @@ mod tests {
             Ok(Bytes::from_static(b"yy")),
             Ok(Bytes::from_static(b"\nnext\n")),
         ];
-        let got: Vec<Result<String, LlmError>> = tokens(futures_util::stream::iter(chunks), parse)
-            .collect()
-            .await;
+        let got: Vec<Result<String, LlmError>> =
+            tokens(ChunkStream(futures_util::stream::iter(chunks)), parse)
+                .collect()
+                .await;
         assert_eq!(got.len(), 1, "one error, then the end");
         assert!(matches!(&got[0], Err(LlmError::Protocol(m)) if m.contains("1 MiB")));
     }

@@ -2,11 +2,13 @@
 //! messages into a stream of answer tokens; timeouts, cancellation and
 //! metrics live in the caller (`conversation`), the same for every backend.
 
+mod http1;
 mod lines;
 pub mod ollama;
 pub mod openai;
 #[cfg(test)]
 pub mod scripted;
+mod transport;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -89,10 +91,11 @@ pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmEr
         .connect_timeout(settings.connect_timeout)
         .build()
         .map_err(|e| LlmError::Unreachable(e.to_string()))?;
-    Ok(match settings.backend {
+    let model: Box<dyn ChatModel> = match settings.backend {
         LlmBackend::Ollama => Box::new(ollama::OllamaChat::new(http, settings)?),
         LlmBackend::OpenAi => Box::new(openai::OpenAiChat::new(http, settings)?),
-    })
+    };
+    Ok(model)
 }
 
 /// `base` with `path` appended; the configuration checked `base` and took
@@ -113,10 +116,8 @@ fn request_error(e: reqwest::Error) -> LlmError {
 }
 
 /// A non-2xx answer, with the server's message when it sent one.
-async fn status_error(response: reqwest::Response) -> LlmError {
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
+fn status_error(status: u16, body: &str) -> LlmError {
+    let message = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {
             v.get("error").and_then(|e| {
@@ -129,42 +130,17 @@ async fn status_error(response: reqwest::Response) -> LlmError {
     LlmError::Status { status, message }
 }
 
-/// The request body both protocols share; typed, so it is written
-/// straight to bytes without an intermediate JSON tree.
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: &'a [PromptMessage],
-    stream: bool,
-}
-
-/// Posts a streamed chat request (the body both protocols share) and,
-/// once the server has accepted it, returns the lines of its answer.
-async fn post_chat(
-    request: reqwest::RequestBuilder,
-    model: &str,
-    messages: &[PromptMessage],
-    parse: lines::ParseLine,
-) -> Result<TokenStream, LlmError> {
-    let body = ChatRequest {
-        model,
-        messages,
-        stream: true,
-    };
-    let response = request.json(&body).send().await.map_err(request_error)?;
-    if !response.status().is_success() {
-        return Err(status_error(response).await);
-    }
-    Ok(Box::pin(lines::tokens(response.bytes_stream(), parse)))
-}
-
 /// Sends a cheap GET and reports whether the server answered 2xx.
 async fn probe_get(request: reqwest::RequestBuilder) -> Result<(), LlmError> {
     let response = request.send().await.map_err(request_error)?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(status_error(response).await)
+        let status = response.status().as_u16();
+        Err(status_error(
+            status,
+            &response.text().await.unwrap_or_default(),
+        ))
     }
 }
 

@@ -7,22 +7,29 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::lines::Line;
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
+use super::transport::ChatEndpoint;
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OllamaChat {
     http: reqwest::Client,
     base_url: String,
-    /// Parsed once: parsing it per request was a visible part of a turn.
-    chat_url: reqwest::Url,
+    chat: ChatEndpoint,
     model: String,
 }
 
 impl OllamaChat {
     pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Result<Self, LlmError> {
+        let chat = ChatEndpoint::new(
+            &http,
+            endpoint(&settings.base_url, "/api/chat")?,
+            None,
+            settings.connect_timeout,
+            settings.max_concurrent_requests,
+        )?;
         Ok(Self {
             http,
-            chat_url: endpoint(&settings.base_url, "/api/chat")?,
+            chat,
             base_url: settings.base_url.clone(),
             model: settings.model.clone(),
         })
@@ -65,8 +72,9 @@ impl ChatModel for OllamaChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let request = self.http.post(self.chat_url.clone());
-            post_chat(request, &self.model, &messages, parse_line).await
+            self.chat
+                .post_chat(&self.model, &messages, parse_line)
+                .await
         }
         .boxed()
     }

@@ -7,14 +7,14 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::lines::Line;
-use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, post_chat, probe_get};
+use super::transport::ChatEndpoint;
+use super::{ChatModel, LlmError, PromptMessage, TokenStream, endpoint, probe_get};
 use crate::config::LlmSettings;
 
 pub struct OpenAiChat {
     http: reqwest::Client,
     base_url: String,
-    /// Parsed once: parsing it per request was a visible part of a turn.
-    chat_url: reqwest::Url,
+    chat: ChatEndpoint,
     model: String,
     api_key: Option<String>,
 }
@@ -23,9 +23,16 @@ impl OpenAiChat {
     pub fn new(http: reqwest::Client, settings: &LlmSettings) -> Result<Self, LlmError> {
         // Accept both `http://host:8000` and `http://host:8000/v1`.
         let base_url = settings.base_url.trim_end_matches("/v1").to_owned();
+        let chat = ChatEndpoint::new(
+            &http,
+            endpoint(&base_url, "/v1/chat/completions")?,
+            settings.api_key.as_deref(),
+            settings.connect_timeout,
+            settings.max_concurrent_requests,
+        )?;
         Ok(Self {
             http,
-            chat_url: endpoint(&base_url, "/v1/chat/completions")?,
+            chat,
             base_url,
             model: settings.model.clone(),
             api_key: settings.api_key.clone(),
@@ -97,8 +104,9 @@ impl ChatModel for OpenAiChat {
         messages: Vec<PromptMessage>,
     ) -> BoxFuture<'_, Result<TokenStream, LlmError>> {
         async move {
-            let request = self.request(self.http.post(self.chat_url.clone()));
-            post_chat(request, &self.model, &messages, parse_line).await
+            self.chat
+                .post_chat(&self.model, &messages, parse_line)
+                .await
         }
         .boxed()
     }

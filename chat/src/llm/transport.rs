@@ -1,0 +1,249 @@
+//! How a chat request reaches the LLM server: plain HTTP without a proxy
+//! (the in-cluster server the operator points at) goes through the lean
+//! client in `http1`, read in the answer's task; HTTPS, URLs with
+//! credentials and proxied servers go through reqwest (TLS, HTTP/2, the
+//! proxy variables).
+
+use std::time::Duration;
+
+use super::http1::Http1Client;
+use super::lines::{self, ChunkStream, ParseLine};
+use super::{LlmError, PromptMessage, TokenStream, request_error, status_error};
+
+/// The longest error explanation kept from a non-2xx answer's body.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A chat endpoint (`/api/chat`, `/v1/chat/completions`) and the way to it.
+pub struct ChatEndpoint {
+    url: reqwest::Url,
+    /// The `Authorization` header's value, when the server wants a key.
+    authorization: Option<String>,
+    route: Route,
+}
+
+enum Route {
+    Direct {
+        client: Http1Client,
+        /// Path and query of `url`, the request line's target.
+        target: String,
+    },
+    Reqwest(reqwest::Client),
+}
+
+/// The request body both protocols share; typed, so it is written
+/// straight to bytes without an intermediate JSON tree.
+#[derive(serde::Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [PromptMessage],
+    stream: bool,
+}
+
+/// Set proxy variables send reqwest's requests through a proxy; the lean
+/// client does not speak to proxies, so it steps aside.
+fn proxy_configured() -> bool {
+    ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+}
+
+impl ChatEndpoint {
+    /// The lean client where it can serve `url`, reqwest otherwise.
+    pub fn new(
+        http: &reqwest::Client,
+        url: reqwest::Url,
+        api_key: Option<&str>,
+        connect_timeout: Duration,
+        max_connections: usize,
+    ) -> Result<Self, LlmError> {
+        let direct = if proxy_configured() {
+            None
+        } else {
+            Http1Client::for_url(&url, connect_timeout, max_connections)
+        };
+        let route = match direct {
+            Some(client) => Route::Direct {
+                client,
+                target: match url.query() {
+                    Some(query) => format!("{}?{query}", url.path()),
+                    None => url.path().to_owned(),
+                },
+            },
+            None => Route::Reqwest(http.clone()),
+        };
+        let endpoint = Self::with_route(url, api_key, route)?;
+        tracing::info!(client = endpoint.client_name(), "LLM chat requests");
+        Ok(endpoint)
+    }
+
+    /// Always through reqwest, as for an HTTPS server.
+    #[cfg(test)]
+    pub fn via_reqwest(
+        http: &reqwest::Client,
+        url: reqwest::Url,
+        api_key: Option<&str>,
+    ) -> Result<Self, LlmError> {
+        Self::with_route(url, api_key, Route::Reqwest(http.clone()))
+    }
+
+    fn with_route(
+        url: reqwest::Url,
+        api_key: Option<&str>,
+        route: Route,
+    ) -> Result<Self, LlmError> {
+        // A line break in the key would end the header and start another.
+        if api_key.is_some_and(|key| key.bytes().any(|b| b.is_ascii_control())) {
+            return Err(LlmError::Unreachable(
+                "LLM_API_KEY contains a control character".into(),
+            ));
+        }
+        Ok(Self {
+            url,
+            authorization: api_key.map(|key| format!("Bearer {key}")),
+            route,
+        })
+    }
+
+    /// Which client serves this endpoint, for the startup log.
+    fn client_name(&self) -> &'static str {
+        match self.route {
+            Route::Direct { .. } => "built-in HTTP/1.1",
+            Route::Reqwest(_) => "reqwest",
+        }
+    }
+
+    /// Posts a streamed chat request and, once the server has accepted
+    /// it, returns the tokens of its answer.
+    pub async fn post_chat(
+        &self,
+        model: &str,
+        messages: &[PromptMessage],
+        parse: ParseLine,
+    ) -> Result<TokenStream, LlmError> {
+        let body = ChatRequest {
+            model,
+            messages,
+            stream: true,
+        };
+        match &self.route {
+            Route::Direct { client, target } => {
+                let body = serde_json::to_vec(&body).map_err(|e| {
+                    LlmError::Protocol(format!("the prompt cannot be encoded: {e}"))
+                })?;
+                let response = client
+                    .post_json(target, self.authorization.as_deref(), &body)
+                    .await?;
+                if !(200..300).contains(&response.status) {
+                    let text = response.body.read_to_end(MAX_ERROR_BODY_BYTES).await?;
+                    return Err(status_error(
+                        response.status,
+                        &String::from_utf8_lossy(&text),
+                    ));
+                }
+                Ok(Box::pin(lines::tokens(response.body, parse)))
+            }
+            Route::Reqwest(http) => {
+                let mut request = http.post(self.url.clone()).json(&body);
+                if let Some(value) = &self.authorization {
+                    let mut value = reqwest::header::HeaderValue::from_str(value)
+                        .map_err(|e| LlmError::Unreachable(format!("LLM_API_KEY: {e}")))?;
+                    value.set_sensitive(true);
+                    request = request.header(reqwest::header::AUTHORIZATION, value);
+                }
+                let response = request.send().await.map_err(request_error)?;
+                let status = response.status().as_u16();
+                if !response.status().is_success() {
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(status_error(status, &text));
+                }
+                Ok(Box::pin(lines::tokens(
+                    ChunkStream(response.bytes_stream()),
+                    parse,
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+    use voicechat_testkit::llm_double::{LlmDouble, Script};
+
+    use super::*;
+    use crate::llm::{Role, ollama, openai};
+
+    fn prompt() -> Vec<PromptMessage> {
+        vec![PromptMessage {
+            role: Role::User,
+            content: "hi".into(),
+        }]
+    }
+
+    /// Both routes to one server, for one backend's wire format.
+    fn routes(double: &LlmDouble, path: &str) -> [ChatEndpoint; 2] {
+        let http = reqwest::Client::new();
+        let url = reqwest::Url::parse(&format!("{}{path}", double.url())).unwrap();
+        let direct =
+            ChatEndpoint::new(&http, url.clone(), Some("key"), Duration::from_secs(5), 4).unwrap();
+        assert_eq!(direct.client_name(), "built-in HTTP/1.1");
+        let reqwest = ChatEndpoint::via_reqwest(&http, url, Some("key")).unwrap();
+        [direct, reqwest]
+    }
+
+    async fn answer(endpoint: &ChatEndpoint, parse: ParseLine) -> Result<Vec<String>, LlmError> {
+        let stream = endpoint.post_chat("m", &prompt(), parse).await?;
+        stream.collect::<Vec<_>>().await.into_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn both_routes_read_the_same_answers_and_errors() {
+        for (path, parse) in [
+            ("/api/chat", ollama::parse_line as ParseLine),
+            ("/v1/chat/completions", openai::parse_line),
+        ] {
+            let double = LlmDouble::start(Script::tokens(&["Hel", "lo", " there"])).await;
+            for endpoint in routes(&double, path) {
+                let name = endpoint.client_name();
+                for _ in 0..2 {
+                    assert_eq!(
+                        answer(&endpoint, parse).await.unwrap(),
+                        ["Hel", "lo", " there"],
+                        "{name} {path}"
+                    );
+                }
+            }
+            let sent = double.requests();
+            assert_eq!(sent.len(), 4);
+            assert_eq!(sent[0], sent[3], "both routes send the same request");
+            assert_eq!(sent[0]["messages"][0]["content"], "hi");
+            assert_eq!(sent[0]["stream"], true);
+
+            double.set(Script::Status(404, "model \"m\" not found".into()));
+            for endpoint in routes(&double, path) {
+                let err = answer(&endpoint, parse).await.unwrap_err();
+                assert!(
+                    matches!(&err, LlmError::Status { status: 404, message } if message == "model \"m\" not found"),
+                    "{}: {err}",
+                    endpoint.client_name()
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_that_would_break_the_header_is_refused() {
+        let http = reqwest::Client::new();
+        let url = reqwest::Url::parse("http://llm:8000/v1/chat/completions").unwrap();
+        let err = ChatEndpoint::new(
+            &http,
+            url,
+            Some("k\r\nX-Evil: 1"),
+            Duration::from_secs(1),
+            1,
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("LLM_API_KEY"), "{err}");
+    }
+}
