@@ -644,6 +644,8 @@ mod tests {
         Keep(&'static str),
         /// Writes this and closes the connection.
         Close(&'static str),
+        /// Writes the first, 100 ms later the second, and waits.
+        Paced(&'static str, &'static str),
     }
 
     /// A server that answers each request (head and body, read by its
@@ -683,6 +685,11 @@ mod tests {
                         Some(Answer::Keep(answer)) => {
                             socket.get_mut().write_all(answer.as_bytes()).await.unwrap();
                         }
+                        Some(Answer::Paced(first, second)) => {
+                            socket.get_mut().write_all(first.as_bytes()).await.unwrap();
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            socket.get_mut().write_all(second.as_bytes()).await.unwrap();
+                        }
                         Some(Answer::Close(answer)) => {
                             socket.get_mut().write_all(answer.as_bytes()).await.unwrap();
                             continue 'connections;
@@ -714,6 +721,31 @@ mod tests {
         let client = client(&url);
         for _ in 0..3 {
             assert_eq!(read_body(&client).await.unwrap(), (200, b"ab\n".to_vec()));
+        }
+        assert_eq!(*accepted.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_ended_by_its_done_line_keeps_its_connection() {
+        use futures_util::StreamExt;
+        // The last chunk arrives after `[DONE]` was read, before it is parsed.
+        const SSE: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            2f\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\r\n\
+            e\r\ndata: [DONE]\n\n\r\n";
+        const LAST: &str = "0\r\n\r\n";
+        let (url, accepted) =
+            scripted_server(vec![Answer::Paced(SSE, LAST), Answer::Paced(SSE, LAST)]).await;
+        let client = client(&url);
+        for _ in 0..2 {
+            let response = client
+                .post_json("/v1/chat/completions", None, b"{}")
+                .await
+                .unwrap();
+            let mut tokens =
+                super::super::lines::tokens(response.body, super::super::openai::parse_line);
+            assert_eq!(tokens.next().await.unwrap().unwrap(), "hi");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(tokens.next().await.is_none());
         }
         assert_eq!(*accepted.lock().unwrap(), 1);
     }

@@ -96,7 +96,7 @@ pub struct Tokens<B> {
     finished: bool,
 }
 
-impl<B> Tokens<B> {
+impl<B: Body> Tokens<B> {
     /// The next line in the buffer, parsed, if a whole one is there.
     fn next_line(&mut self) -> Option<Result<Line, LlmError>> {
         let (line, consumed) = match self.buf.iter().position(|b| *b == b'\n') {
@@ -111,6 +111,20 @@ impl<B> Tokens<B> {
         };
         self.buf.advance(consumed);
         Some(parsed)
+    }
+
+    /// After the end line, reads what of the body has already arrived
+    /// (OpenAI's `[DONE]` is followed by HTTP/1's last chunk), so that its
+    /// connection goes back to the pool; never waits for more.
+    fn drain(&mut self, cx: &mut Context<'_>) {
+        const MOST_READS: usize = 4;
+        for _ in 0..MOST_READS {
+            self.buf.clear();
+            match self.body.poll_read(cx, &mut self.buf) {
+                Poll::Ready(Ok(Read::Data)) => {}
+                _ => return,
+            }
+        }
     }
 
     fn finish(
@@ -135,7 +149,10 @@ impl<B: Body> Stream for Tokens<B> {
             match this.next_line() {
                 Some(Ok(Line::Token(token))) => return Poll::Ready(Some(Ok(token))),
                 Some(Ok(Line::Skip)) => continue,
-                Some(Ok(Line::End)) => return this.finish(None),
+                Some(Ok(Line::End)) => {
+                    this.drain(cx);
+                    return this.finish(None);
+                }
                 Some(Err(e)) => return this.finish(Some(Err(e))),
                 None if this.body_ended => return this.finish(None),
                 None => {}
@@ -204,6 +221,39 @@ mod tests {
         let got = all(&[b"a\nbad\nb\n"]).await;
         assert_eq!(got.len(), 2, "a token, the error, then the end");
         assert!(matches!(&got[1], Err(LlmError::Protocol(m)) if m == "bad line"));
+    }
+
+    #[tokio::test]
+    async fn reads_what_follows_the_end_line_without_waiting_for_more() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let read = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&read);
+        let chunks: Vec<reqwest::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"a\nEND\n")),
+            Ok(Bytes::from_static(b"after the end")),
+        ];
+        let body = futures_util::stream::iter(chunks).inspect(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let got: Vec<_> = tokens(ChunkStream(body), parse).collect().await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            read.load(Ordering::SeqCst),
+            2,
+            "the chunk after the end was read"
+        );
+
+        // A body that has nothing more yet does not hold the end up.
+        let stalled = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"a\nEND\n"))])
+            .chain(futures_util::stream::pending());
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokens(ChunkStream(stalled), parse).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("the answer ends at its end line");
+        assert_eq!(got.len(), 1);
     }
 
     #[tokio::test]
