@@ -158,15 +158,14 @@ impl<B: Body> Stream for Tokens<B> {
                 None => {}
             }
             match ready!(this.body.poll_read(cx, &mut this.buf)) {
-                Ok(Read::Data) => {
-                    if this.buf.len() > MAX_LINE_BYTES {
-                        return this.finish(Some(Err(LlmError::Protocol(
-                            "line longer than 1 MiB".into(),
-                        ))));
-                    }
-                }
+                Ok(Read::Data) => {}
                 Ok(Read::End) => this.body_ended = true,
                 Err(e) => return this.finish(Some(Err(e))),
+            }
+            if this.buf.len() > MAX_LINE_BYTES {
+                return this.finish(Some(Err(LlmError::Protocol(
+                    "line longer than 1 MiB".into(),
+                ))));
             }
         }
     }

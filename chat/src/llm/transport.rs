@@ -47,6 +47,26 @@ fn proxy_configured() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
+/// A redirect is not followed on the direct route (reqwest would follow
+/// it): the error names where to, without credentials, query or fragment,
+/// so `LLM_URL` can be set to it.
+fn redirect_error(url: &reqwest::Url, status: u16, location: &str) -> LlmError {
+    let target = match url.join(location) {
+        Ok(mut target) => {
+            let _ = target.set_username("");
+            let _ = target.set_password(None);
+            target.set_query(None);
+            target.set_fragment(None);
+            target.to_string()
+        }
+        Err(_) => "an address that is not a URL".to_owned(),
+    };
+    LlmError::Status {
+        status,
+        message: format!("the LLM server redirects to {target}; set LLM_URL to it"),
+    }
+}
+
 impl ChatEndpoint {
     /// The lean client where it can serve `url`, reqwest otherwise.
     pub fn new(
@@ -133,8 +153,13 @@ impl ChatEndpoint {
                 let response = client
                     .post_json(target, self.authorization.as_deref(), &body)
                     .await?;
+                if (300..400).contains(&response.status)
+                    && let Some(location) = &response.location
+                {
+                    return Err(redirect_error(&self.url, response.status, location));
+                }
                 if !(200..300).contains(&response.status) {
-                    let text = response.body.read_to_end(MAX_ERROR_BODY_BYTES).await?;
+                    let text = response.body.read_to_end(MAX_ERROR_BODY_BYTES).await;
                     return Err(status_error(
                         response.status,
                         &String::from_utf8_lossy(&text),
@@ -229,6 +254,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_redirect_names_its_target_without_secrets() {
+        let url = reqwest::Url::parse("http://gw.local/llm/api/chat").unwrap();
+        let err = redirect_error(&url, 308, "https://u:p@gw.example/llm/api/chat?key=s#f");
+        assert_eq!(
+            err.to_string(),
+            "LLM server answered 308: the LLM server redirects to https://gw.example/llm/api/chat; set LLM_URL to it"
+        );
+        let err = redirect_error(&url, 307, "/v2/api/chat");
+        assert!(
+            err.to_string().contains("http://gw.local/v2/api/chat"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
