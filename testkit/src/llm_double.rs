@@ -13,7 +13,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -60,6 +60,8 @@ impl Script {
 struct Inner {
     script: Mutex<Option<Script>>,
     requests: Mutex<Vec<Value>>,
+    /// Each request's `Authorization` header, in order.
+    authorizations: Mutex<Vec<Option<String>>>,
     aborted: AtomicUsize,
     completed: AtomicUsize,
 }
@@ -143,6 +145,11 @@ impl LlmDouble {
         self.inner.requests.lock().unwrap().clone()
     }
 
+    /// Each chat request's `Authorization` header, oldest first.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.inner.authorizations.lock().unwrap().clone()
+    }
+
     pub fn aborted(&self) -> usize {
         self.inner.aborted.load(Ordering::SeqCst)
     }
@@ -179,16 +186,28 @@ impl Drop for LlmDouble {
     }
 }
 
-async fn ollama_chat(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -> Response {
-    answer(inner, body, Wire::Ollama)
+async fn ollama_chat(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    answer(inner, &headers, body, Wire::Ollama)
 }
 
-async fn openai_chat(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -> Response {
-    answer(inner, body, Wire::OpenAi)
+async fn openai_chat(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    answer(inner, &headers, body, Wire::OpenAi)
 }
 
-fn answer(inner: Arc<Inner>, body: Value, wire: Wire) -> Response {
+fn answer(inner: Arc<Inner>, headers: &HeaderMap, body: Value, wire: Wire) -> Response {
     inner.requests.lock().unwrap().push(body);
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    inner.authorizations.lock().unwrap().push(authorization);
     let script = inner.script.lock().unwrap().clone().expect("script set");
     let (tokens, delay, error, dies) = match script {
         Script::Status(code, message) => {

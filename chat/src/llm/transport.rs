@@ -243,6 +243,11 @@ mod tests {
             assert_eq!(sent[0], sent[3], "both routes send the same request");
             assert_eq!(sent[0]["messages"][0]["content"], "hi");
             assert_eq!(sent[0]["stream"], true);
+            let key = Some("Bearer key".to_owned());
+            assert_eq!(
+                double.authorizations(),
+                [key.clone(), key.clone(), key.clone(), key]
+            );
 
             double.set(Script::Status(404, "model \"m\" not found".into()));
             for endpoint in routes(&double, path) {
