@@ -118,6 +118,9 @@ impl<B: Body> Tokens<B> {
     /// connection goes back to the pool; never waits for more.
     fn drain(&mut self, cx: &mut Context<'_>) {
         const MOST_READS: usize = 4;
+        if self.body_ended {
+            return;
+        }
         for _ in 0..MOST_READS {
             self.buf.clear();
             match self.body.poll_read(cx, &mut self.buf) {

@@ -47,11 +47,10 @@ fn proxy_configured() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
 }
 
-/// A redirect is not followed on the direct route (reqwest would follow
-/// it): the error names where to, without credentials, query or fragment,
-/// so `LLM_URL` can be set to it.
-fn redirect_error(url: &reqwest::Url, status: u16, location: &str) -> LlmError {
-    let target = match url.join(location) {
+/// Where a redirect points, without credentials, query or fragment. It
+/// goes to the log for the operator, not to the user: the server chose it.
+fn redirect_target(url: &reqwest::Url, location: &str) -> String {
+    match url.join(location) {
         Ok(mut target) => {
             let _ = target.set_username("");
             let _ = target.set_password(None);
@@ -60,10 +59,14 @@ fn redirect_error(url: &reqwest::Url, status: u16, location: &str) -> LlmError {
             target.to_string()
         }
         Err(_) => "an address that is not a URL".to_owned(),
-    };
-    LlmError::Status {
-        status,
-        message: format!("the LLM server redirects to {target}; set LLM_URL to it"),
+    }
+}
+
+/// The request line's target: `url`'s path and query.
+fn request_target(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
     }
 }
 
@@ -84,16 +87,22 @@ impl ChatEndpoint {
         let route = match direct {
             Some(client) => Route::Direct {
                 client,
-                target: match url.query() {
-                    Some(query) => format!("{}?{query}", url.path()),
-                    None => url.path().to_owned(),
-                },
+                target: request_target(&url),
             },
             None => Route::Reqwest(http.clone()),
         };
         let endpoint = Self::with_route(url, api_key, route)?;
         tracing::info!(client = endpoint.client_name(), "LLM chat requests");
         Ok(endpoint)
+    }
+
+    /// Always through the built-in client, whatever the proxy variables.
+    #[cfg(test)]
+    pub fn via_http1(url: reqwest::Url, api_key: Option<&str>) -> Result<Self, LlmError> {
+        let client = Http1Client::for_url(&url, Duration::from_secs(5), 4)
+            .ok_or_else(|| LlmError::Unreachable("not a plain-HTTP URL".into()))?;
+        let target = request_target(&url);
+        Self::with_route(url, api_key, Route::Direct { client, target })
     }
 
     /// Always through reqwest, as for an HTTPS server.
@@ -156,7 +165,19 @@ impl ChatEndpoint {
                 if (300..400).contains(&response.status)
                     && let Some(location) = &response.location
                 {
-                    return Err(redirect_error(&self.url, response.status, location));
+                    // Not followed, as reqwest would: `LLM_URL` should
+                    // name the server itself.
+                    tracing::warn!(
+                        status = response.status,
+                        target = %redirect_target(&self.url, location),
+                        "the LLM server redirects; set LLM_URL to the target"
+                    );
+                    return Err(LlmError::Status {
+                        status: response.status,
+                        message:
+                            "the LLM server redirects elsewhere (the chat service's log says where)"
+                                .into(),
+                    });
                 }
                 if !(200..300).contains(&response.status) {
                     let text = response.body.read_to_end(MAX_ERROR_BODY_BYTES).await;
@@ -209,8 +230,7 @@ mod tests {
     fn routes(double: &LlmDouble, path: &str) -> [ChatEndpoint; 2] {
         let http = reqwest::Client::new();
         let url = reqwest::Url::parse(&format!("{}{path}", double.url())).unwrap();
-        let direct =
-            ChatEndpoint::new(&http, url.clone(), Some("key"), Duration::from_secs(5), 4).unwrap();
+        let direct = ChatEndpoint::via_http1(url.clone(), Some("key")).unwrap();
         assert_eq!(direct.client_name(), "built-in HTTP/1.1");
         let reqwest = ChatEndpoint::via_reqwest(&http, url, Some("key")).unwrap();
         [direct, reqwest]
@@ -262,16 +282,54 @@ mod tests {
     }
 
     #[test]
-    fn a_redirect_names_its_target_without_secrets() {
+    fn a_redirects_target_is_logged_without_secrets() {
         let url = reqwest::Url::parse("http://gw.local/llm/api/chat").unwrap();
-        let err = redirect_error(&url, 308, "https://u:p@gw.example/llm/api/chat?key=s#f");
         assert_eq!(
-            err.to_string(),
-            "LLM server answered 308: the LLM server redirects to https://gw.example/llm/api/chat; set LLM_URL to it"
+            redirect_target(&url, "https://u:p@gw.example/llm/api/chat?key=s#f"),
+            "https://gw.example/llm/api/chat"
         );
-        let err = redirect_error(&url, 307, "/v2/api/chat");
+        assert_eq!(
+            redirect_target(&url, "/v2/api/chat"),
+            "http://gw.local/v2/api/chat"
+        );
+    }
+
+    /// A server that answers one request with `answer` and closes.
+    async fn answering(answer: &'static str) -> reqwest::Url {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/chat", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            // The request is small: one read holds it.
+            let _ = socket.read(&mut [0u8; 4096]).await;
+            let _ = socket.write_all(answer.as_bytes()).await;
+        });
+        reqwest::Url::parse(&url).unwrap()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_refused_without_naming_the_target_to_the_user() {
+        let url = answering(
+            "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://secret.example/x?k=1\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        let endpoint = ChatEndpoint::via_http1(url, None).unwrap();
+        let err = answer(&endpoint, ollama::parse_line).await.unwrap_err();
         assert!(
-            err.to_string().contains("http://gw.local/v2/api/chat"),
+            matches!(&err, LlmError::Status { status: 308, message } if message.contains("redirects")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        // Without a Location it is any other error status, with its body.
+        let url =
+            answering("HTTP/1.1 302 Found\r\nContent-Length: 17\r\n\r\n{\"error\":\"moved\"}")
+                .await;
+        let endpoint = ChatEndpoint::via_http1(url, None).unwrap();
+        let err = answer(&endpoint, ollama::parse_line).await.unwrap_err();
+        assert!(
+            matches!(&err, LlmError::Status { status: 302, message } if message == "moved"),
             "{err}"
         );
     }

@@ -35,12 +35,16 @@ pub fn take_data(raw: &mut BytesMut, out: &mut BytesMut, left: &mut u64) {
 /// Where the first line of `raw` ends: its length without CRLF, and the
 /// bytes it takes with its CRLF; `None` while it is incomplete.
 fn line_end(raw: &[u8], what: &str) -> Result<Option<(usize, usize)>, LlmError> {
+    let too_long = || {
+        Err(LlmError::Protocol(format!(
+            "{what} line longer than {MAX_LINE_BYTES} bytes"
+        )))
+    };
     match raw.iter().position(|b| *b == b'\n') {
+        Some(pos) if pos > MAX_LINE_BYTES => too_long(),
         Some(pos) if pos > 0 && raw[pos - 1] == b'\r' => Ok(Some((pos - 1, pos + 1))),
         Some(pos) => Ok(Some((pos, pos + 1))),
-        None if raw.len() > MAX_LINE_BYTES => Err(LlmError::Protocol(format!(
-            "{what} line longer than {MAX_LINE_BYTES} bytes"
-        ))),
+        None if raw.len() > MAX_LINE_BYTES => too_long(),
         None => Ok(None),
     }
 }
@@ -157,6 +161,14 @@ mod tests {
         }
         let endless = vec![b'1'; MAX_LINE_BYTES + 1];
         let err = decode_all(&endless, endless.len()).unwrap_err();
+        assert!(
+            matches!(&err, LlmError::Protocol(m) if m.contains("longer than")),
+            "{err}"
+        );
+        let mut long_line = b"1;".to_vec();
+        long_line.extend(vec![b'x'; MAX_LINE_BYTES]);
+        long_line.extend_from_slice(b"\r\nx\r\n");
+        let err = decode_all(&long_line, long_line.len()).unwrap_err();
         assert!(
             matches!(&err, LlmError::Protocol(m) if m.contains("longer than")),
             "{err}"

@@ -70,7 +70,7 @@ fn content_length(value: &str) -> Result<u64, LlmError> {
         let parsed = Some(part)
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|p| p.parse::<u64>().ok())
-            .ok_or_else(|| LlmError::Protocol(format!("bad Content-Length {value:?}")))?;
+            .ok_or_else(|| LlmError::Protocol("bad Content-Length".into()))?;
         if length.is_some_and(|l| l != parsed) {
             return Err(LlmError::Protocol("conflicting Content-Length".into()));
         }
@@ -104,8 +104,8 @@ fn read(status: u16, http10: bool, headers: &[httparse::Header<'_>]) -> Result<H
                     keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("location") {
-            location = Some(text(header)?.to_owned());
+        } else if name.eq_ignore_ascii_case("location") && (300..400).contains(&status) {
+            location = Some(String::from_utf8_lossy(header.value).into_owned());
         }
     }
     // Both framings at once, or chunked in HTTP/1.0, may be a smuggling

@@ -8,38 +8,29 @@
 //! once, however many chunks it holds. HTTPS and proxied servers stay on
 //! reqwest (`super::transport`).
 
+mod body;
 mod chunked;
+mod connect;
 mod head;
 mod pool;
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use self::head::{Framing, Head, MAX_HEAD_BYTES};
+use self::body::READ_BYTES;
+pub use self::body::ResponseBody;
+use self::connect::Host;
+use self::head::{Head, MAX_HEAD_BYTES};
 use self::pool::Pool;
 use super::LlmError;
-use super::lines::{Body, Read};
 
-/// Room made in the read buffer before each read.
-const READ_BYTES: usize = 8 * 1024;
-/// TCP keepalive on LLM connections, as reqwest sets it: a pooled
-/// connection whose peer vanished (a node gone, a NAT entry dropped) is
-/// found out instead of taking a request into silence.
-const KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// Where the server is.
-#[derive(Debug, Clone)]
-enum Host {
-    Name(String),
-    Ip(IpAddr),
-}
+/// Idle connections older than this are not reused (reqwest's default).
+const IDLE_LIFETIME: Duration = Duration::from_secs(90);
 
 /// One plain-HTTP server, with its kept-alive connections.
 pub struct Http1Client {
@@ -85,7 +76,7 @@ impl Http1Client {
             port: url.port_or_known_default()?,
             host_header,
             connect_timeout,
-            pool: Arc::new(Pool::new(max_idle)),
+            pool: Arc::new(Pool::new(max_idle, IDLE_LIFETIME)),
         })
     }
 
@@ -111,7 +102,7 @@ impl Http1Client {
                 Err(Exchange::Failed(e)) => return Err(e),
             }
         }
-        let stream = self.connect().await?;
+        let stream = connect::connect(&self.host, self.port, self.connect_timeout).await?;
         match self.exchange(stream, &request).await {
             Ok(response) => Ok(response),
             Err(Exchange::NoAnswer(e)) => Err(LlmError::Unreachable(e)),
@@ -137,65 +128,21 @@ impl Http1Client {
         request
     }
 
-    /// The server's addresses, each tried in turn with an equal share of
-    /// the connect timeout, so one unreachable address (an IPv6 route that
-    /// goes nowhere) leaves time for the next.
-    async fn connect(&self) -> Result<TcpStream, LlmError> {
-        let addresses: Vec<SocketAddr> = match &self.host {
-            Host::Ip(ip) => vec![SocketAddr::new(*ip, self.port)],
-            Host::Name(name) => tokio::time::timeout(
-                self.connect_timeout,
-                tokio::net::lookup_host((name.as_str(), self.port)),
-            )
-            .await
-            .map_err(|_| LlmError::Timeout("connect"))?
-            .map_err(|e| {
-                LlmError::Unreachable(format!("cannot resolve the LLM server's name: {e}"))
-            })?
-            .collect(),
-        };
-        let count = u32::try_from(addresses.len()).unwrap_or(u32::MAX).max(1);
-        let share = self.connect_timeout / count;
-        let mut last = LlmError::Unreachable("the LLM server's name has no address".into());
-        for address in addresses {
-            // The host stays out of the message: it reaches the user.
-            last = match tokio::time::timeout(share, TcpStream::connect(address)).await {
-                Ok(Ok(stream)) => return Ok(configure(stream)),
-                Ok(Err(e)) => {
-                    LlmError::Unreachable(format!("cannot connect to the LLM server: {e}"))
-                }
-                Err(_) => LlmError::Timeout("connect"),
-            };
-        }
-        Err(last)
-    }
-
     async fn exchange(&self, mut stream: TcpStream, request: &[u8]) -> Result<Response, Exchange> {
         let mut raw = BytesMut::with_capacity(READ_BYTES);
         let head = exchange(&mut stream, request, &mut raw).await?;
         Ok(Response {
             status: head.status,
             location: head.location,
-            body: ResponseBody {
-                stream: Some(stream),
+            body: ResponseBody::new(
+                stream,
                 raw,
-                framing: head.framing,
-                keep_alive: head.keep_alive,
-                pool: Arc::clone(&self.pool),
-            },
+                head.framing,
+                head.keep_alive,
+                Arc::clone(&self.pool),
+            ),
         })
     }
-}
-
-fn configure(stream: TcpStream) -> TcpStream {
-    // Ollama and llama.cpp's server turn Nagle off too; a request is one
-    // write, so this only keeps it from waiting on an ACK.
-    let _ = stream.set_nodelay(true);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE)
-        .with_interval(KEEPALIVE);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    stream
 }
 
 /// Why no response head was read.
@@ -206,6 +153,9 @@ enum Exchange {
     Failed(LlmError),
 }
 
+/// Writes the whole request, then reads the head. A server that answers
+/// early (a 413 for a huge prompt) and closes then shows as a failed write,
+/// not as its status; an LLM server reads the whole prompt first.
 async fn exchange(
     stream: &mut TcpStream,
     request: &[u8],
@@ -244,118 +194,6 @@ async fn exchange(
                 )));
             }
             Err(e) => return Err(Exchange::Failed(LlmError::Transport(e.to_string()))),
-        }
-    }
-}
-
-/// A response's body, read from its connection in the reader's task. The
-/// connection goes back to the pool when the body was read to its end, and
-/// is closed when the body is dropped before (the answer was cancelled).
-pub struct ResponseBody {
-    /// `None` once the body has ended.
-    stream: Option<TcpStream>,
-    /// Bytes read from the connection and not yet decoded.
-    raw: BytesMut,
-    framing: Framing,
-    keep_alive: bool,
-    pool: Arc<Pool>,
-}
-
-impl ResponseBody {
-    /// Moves the body's bytes in `raw` to `out`; true once the body ended.
-    fn decode(&mut self, out: &mut BytesMut) -> Result<bool, LlmError> {
-        let raw = &mut self.raw;
-        match &mut self.framing {
-            Framing::Length(left) => {
-                chunked::take_data(raw, out, left);
-                Ok(*left == 0)
-            }
-            Framing::UntilClose => {
-                out.extend_from_slice(raw);
-                raw.clear();
-                Ok(false)
-            }
-            Framing::Chunked(state) => chunked::decode(raw, out, state),
-        }
-    }
-
-    /// The body ended: its connection is reusable when nothing follows it.
-    fn end(&mut self) {
-        if let Some(stream) = self.stream.take()
-            && self.keep_alive
-            && self.raw.is_empty()
-        {
-            self.pool.put(stream);
-        }
-    }
-
-    /// The body (an error's explanation), up to `limit` bytes; what came
-    /// before a failure to read the rest.
-    pub async fn read_to_end(mut self, limit: usize) -> BytesMut {
-        let mut out = BytesMut::new();
-        loop {
-            match std::future::poll_fn(|cx| self.poll_read(cx, &mut out)).await {
-                Ok(Read::Data) if out.len() <= limit => {}
-                _ => {
-                    out.truncate(limit);
-                    return out;
-                }
-            }
-        }
-    }
-
-    fn fail(&mut self, message: String) -> Poll<Result<Read, LlmError>> {
-        self.stream = None;
-        Poll::Ready(Err(LlmError::Transport(message)))
-    }
-}
-
-impl Body for ResponseBody {
-    fn poll_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut BytesMut,
-    ) -> Poll<Result<Read, LlmError>> {
-        // A server that sends faster than the answer is read (or sends
-        // only what decodes to nothing) must not keep this task, and the
-        // answer's timers, from their turn.
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        loop {
-            if self.stream.is_none() {
-                return Poll::Ready(Ok(Read::End));
-            }
-            let before = out.len();
-            if self.decode(out)? {
-                self.end();
-                coop.made_progress();
-                return Poll::Ready(Ok(Read::End));
-            }
-            if out.len() > before {
-                coop.made_progress();
-                return Poll::Ready(Ok(Read::Data));
-            }
-            let Some(stream) = self.stream.as_ref() else {
-                return Poll::Ready(Ok(Read::End));
-            };
-            self.raw.reserve(READ_BYTES);
-            match stream.try_read_buf(&mut self.raw) {
-                Ok(0) if self.framing == Framing::UntilClose => {
-                    self.stream = None;
-                    coop.made_progress();
-                    return Poll::Ready(Ok(Read::End));
-                }
-                Ok(0) => {
-                    return self
-                        .fail("the server closed the connection before the answer ended".into());
-                }
-                Ok(_) => coop.made_progress(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = ready!(stream.poll_read_ready(cx)) {
-                        return self.fail(e.to_string());
-                    }
-                }
-                Err(e) => return self.fail(e.to_string()),
-            }
         }
     }
 }
@@ -582,15 +420,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_names_its_cause() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url =
-            reqwest::Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-        drop(listener);
+        // Bound but not listening, and held: connecting is refused, and no
+        // other test can take the port meanwhile.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        let url = reqwest::Url::parse(&format!("http://{address}")).unwrap();
         let err = read_body(&client_for(&url)).await.unwrap_err();
         assert!(
             matches!(&err, LlmError::Unreachable(m) if m.contains("refused")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_body_is_read_up_to_its_limit() {
+        let (url, _) = scripted_server(vec![Answer::Keep(
+            "HTTP/1.1 500 Oops\r\nContent-Length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz",
+        )])
+        .await;
+        let response = client_for(&url)
+            .post_json("/api/chat", None, b"{}")
+            .await
+            .unwrap();
+        assert_eq!(&response.body.read_to_end(5).await[..], b"abcde");
     }
 
     #[test]
@@ -604,6 +460,12 @@ mod tests {
         assert!(matches!(c.host, Host::Ip(ip) if ip.is_loopback()));
         let c = Http1Client::for_url(&url("http://ollama/api/chat"), timeout, 1).unwrap();
         assert_eq!((c.host_header.as_str(), c.port), ("ollama", 80));
+    }
+
+    #[test]
+    fn the_request_head_carries_host_length_and_key() {
+        let url = reqwest::Url::parse("http://ollama/api/chat").unwrap();
+        let c = client_for(&url);
         let request =
             String::from_utf8(c.request("/api/chat?x=1", Some("Bearer k"), b"{}")).unwrap();
         assert_eq!(
