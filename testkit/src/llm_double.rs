@@ -112,12 +112,18 @@ impl LlmDouble {
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let app = Router::new()
-            .route("/api/chat", post(ollama_chat))
+            .route(
+                "/api/chat",
+                post(|state, headers, body| chat(Wire::Ollama, state, headers, body)),
+            )
             .route(
                 "/api/version",
                 get(|| async { Json(json!({"version": "test-double"})) }),
             )
-            .route("/v1/chat/completions", post(openai_chat))
+            .route(
+                "/v1/chat/completions",
+                post(|state, headers, body| chat(Wire::OpenAi, state, headers, body)),
+            )
             .route(
                 "/v1/models",
                 get(|| async { Json(json!({"object": "list", "data": []})) }),
@@ -186,20 +192,13 @@ impl Drop for LlmDouble {
     }
 }
 
-async fn ollama_chat(
+async fn chat(
+    wire: Wire,
     State(inner): State<Arc<Inner>>,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    answer(inner, &headers, body, Wire::Ollama)
-}
-
-async fn openai_chat(
-    State(inner): State<Arc<Inner>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    answer(inner, &headers, body, Wire::OpenAi)
+    answer(inner, &headers, body, wire)
 }
 
 fn answer(inner: Arc<Inner>, headers: &HeaderMap, body: Value, wire: Wire) -> Response {

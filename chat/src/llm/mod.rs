@@ -91,11 +91,10 @@ pub fn from_settings(settings: &LlmSettings) -> Result<Box<dyn ChatModel>, LlmEr
         .connect_timeout(settings.connect_timeout)
         .build()
         .map_err(|e| LlmError::Unreachable(e.to_string()))?;
-    let model: Box<dyn ChatModel> = match settings.backend {
+    Ok(match settings.backend {
         LlmBackend::Ollama => Box::new(ollama::OllamaChat::new(http, settings)?),
         LlmBackend::OpenAi => Box::new(openai::OpenAiChat::new(http, settings)?),
-    };
-    Ok(model)
+    })
 }
 
 /// `base` with `path` appended; the configuration checked `base` and took

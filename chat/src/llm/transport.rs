@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+
 use super::http1::Http1Client;
 use super::lines::{self, ChunkStream, ParseLine};
 use super::{LlmError, PromptMessage, TokenStream, request_error, status_error};
@@ -16,8 +18,9 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 /// A chat endpoint (`/api/chat`, `/v1/chat/completions`) and the way to it.
 pub struct ChatEndpoint {
     url: reqwest::Url,
-    /// The `Authorization` header's value, when the server wants a key.
-    authorization: Option<String>,
+    /// The `Authorization` header's value, when the server wants a key:
+    /// checked and marked sensitive once, written as is by either route.
+    authorization: Option<HeaderValue>,
     route: Route,
 }
 
@@ -120,15 +123,20 @@ impl ChatEndpoint {
         api_key: Option<&str>,
         route: Route,
     ) -> Result<Self, LlmError> {
-        // A line break in the key would end the header and start another.
-        if api_key.is_some_and(|key| key.bytes().any(|b| b.is_ascii_control())) {
-            return Err(LlmError::Unreachable(
-                "LLM_API_KEY contains a control character".into(),
-            ));
-        }
+        // A line break in the key would end the header and start another:
+        // HeaderValue refuses control characters.
+        let authorization = api_key
+            .map(|key| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+                    LlmError::Unreachable("LLM_API_KEY contains a control character".into())
+                })?;
+                value.set_sensitive(true);
+                Ok(value)
+            })
+            .transpose()?;
         Ok(Self {
             url,
-            authorization: api_key.map(|key| format!("Bearer {key}")),
+            authorization,
             route,
         })
     }
@@ -160,7 +168,11 @@ impl ChatEndpoint {
                     LlmError::Protocol(format!("the prompt cannot be encoded: {e}"))
                 })?;
                 let response = client
-                    .post_json(target, self.authorization.as_deref(), &body)
+                    .post_json(
+                        target,
+                        self.authorization.as_ref().map(HeaderValue::as_bytes),
+                        &body,
+                    )
                     .await?;
                 if (300..400).contains(&response.status)
                     && let Some(location) = &response.location
@@ -191,10 +203,7 @@ impl ChatEndpoint {
             Route::Reqwest(http) => {
                 let mut request = http.post(self.url.clone()).json(&body);
                 if let Some(value) = &self.authorization {
-                    let mut value = reqwest::header::HeaderValue::from_str(value)
-                        .map_err(|e| LlmError::Unreachable(format!("LLM_API_KEY: {e}")))?;
-                    value.set_sensitive(true);
-                    request = request.header(reqwest::header::AUTHORIZATION, value);
+                    request = request.header(AUTHORIZATION, value.clone());
                 }
                 let response = request.send().await.map_err(request_error)?;
                 let status = response.status().as_u16();

@@ -32,6 +32,24 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
+    /// The body of a response whose head was taken off the front of `raw`.
+    pub fn new(
+        stream: TcpStream,
+        raw: BytesMut,
+        framing: Framing,
+        keep_alive: bool,
+        pool: Arc<Pool>,
+    ) -> Self {
+        Self {
+            stream: Some(stream),
+            cut: false,
+            raw,
+            framing,
+            keep_alive,
+            pool,
+        }
+    }
+
     /// Moves the body's bytes in `raw` to `out`; true once the body ended.
     fn decode(&mut self, out: &mut BytesMut) -> Result<bool, LlmError> {
         let raw = &mut self.raw;
@@ -130,26 +148,6 @@ impl Body for ResponseBody {
                 }
                 Err(e) => return self.fail(e.to_string()),
             }
-        }
-    }
-}
-
-impl ResponseBody {
-    /// The body of a response whose head was taken off the front of `raw`.
-    pub fn new(
-        stream: TcpStream,
-        raw: BytesMut,
-        framing: Framing,
-        keep_alive: bool,
-        pool: Arc<Pool>,
-    ) -> Self {
-        Self {
-            stream: Some(stream),
-            cut: false,
-            raw,
-            framing,
-            keep_alive,
-            pool,
         }
     }
 }

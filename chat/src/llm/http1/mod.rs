@@ -89,7 +89,7 @@ impl Http1Client {
     pub async fn post_json(
         &self,
         target: &str,
-        authorization: Option<&str>,
+        authorization: Option<&[u8]>,
         body: &[u8],
     ) -> Result<Response, LlmError> {
         let request = self.request(target, authorization, body);
@@ -110,7 +110,7 @@ impl Http1Client {
         }
     }
 
-    fn request(&self, target: &str, authorization: Option<&str>, body: &[u8]) -> Vec<u8> {
+    fn request(&self, target: &str, authorization: Option<&[u8]>, body: &[u8]) -> Vec<u8> {
         use std::io::Write;
         let mut request = Vec::with_capacity(256 + body.len());
         // Writing into a Vec cannot fail.
@@ -121,7 +121,9 @@ impl Http1Client {
             body.len()
         );
         if let Some(value) = authorization {
-            let _ = write!(request, "Authorization: {value}\r\n");
+            request.extend_from_slice(b"Authorization: ");
+            request.extend_from_slice(value);
+            request.extend_from_slice(b"\r\n");
         }
         request.extend_from_slice(b"\r\n");
         request.extend_from_slice(body);
@@ -130,7 +132,7 @@ impl Http1Client {
 
     async fn exchange(&self, mut stream: TcpStream, request: &[u8]) -> Result<Response, Exchange> {
         let mut raw = BytesMut::with_capacity(READ_BYTES);
-        let head = exchange(&mut stream, request, &mut raw).await?;
+        let head = send_and_read_head(&mut stream, request, &mut raw).await?;
         Ok(Response {
             status: head.status,
             location: head.location,
@@ -156,7 +158,7 @@ enum Exchange {
 /// Writes the whole request, then reads the head. A server that answers
 /// early (a 413 for a huge prompt) and closes then shows as a failed write,
 /// not as its status; an LLM server reads the whole prompt first.
-async fn exchange(
+async fn send_and_read_head(
     stream: &mut TcpStream,
     request: &[u8],
     raw: &mut BytesMut,
@@ -467,7 +469,7 @@ mod tests {
         let url = reqwest::Url::parse("http://ollama/api/chat").unwrap();
         let c = client_for(&url);
         let request =
-            String::from_utf8(c.request("/api/chat?x=1", Some("Bearer k"), b"{}")).unwrap();
+            String::from_utf8(c.request("/api/chat?x=1", Some(b"Bearer k"), b"{}")).unwrap();
         assert_eq!(
             request,
             "POST /api/chat?x=1 HTTP/1.1\r\nHost: ollama\r\nUser-Agent: voicechat-chat\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 2\r\nAuthorization: Bearer k\r\n\r\n{}"
